@@ -1,0 +1,57 @@
+// swift-tools-version:6.0
+// upfd: a user-space 5G UPF fast path on DPDK. See docs/ARCHITECTURE.md for the layout.
+import PackageDescription
+
+/// Debian's libdpdk.pc trips SwiftPM's pkg-config parser, so the include paths are given by hand
+/// (to the C target and, through -Xcc, to every Swift target that imports CDPDK).
+let dpdkIncludes = ["/usr/include/dpdk", "/usr/include/x86_64-linux-gnu/dpdk"]
+let dpdkCFlags = dpdkIncludes.map { "-I\($0)" } + ["-march=corei7", "-mno-avx512f", "-include", "rte_config.h"]
+let dpdkSwiftFlags = dpdkIncludes.flatMap { ["-Xcc", "-I\($0)"] } + ["-Xcc", "-include", "-Xcc", "rte_config.h"]
+let dpdkLibraries = ["rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_net", "rte_kvargs", "numa"]
+
+let package = Package(
+    name: "upfd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "upf-replay", targets: ["upf-replay"]),
+        .library(name: "UPFPackets", targets: ["UPFPackets"]),
+        .library(name: "UPFCapture", targets: ["UPFCapture"]),
+        .library(name: "UPFDPDK", targets: ["UPFDPDK"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // The only code that includes rte_*.h. Per-packet helpers are static inline in the header.
+        .target(
+            name: "CDPDK",
+            cSettings: [.unsafeFlags(dpdkCFlags)],
+            linkerSettings: dpdkLibraries.map { .linkedLibrary($0) }
+        ),
+        // libpcap, for reading and writing captures (pcap and pcapng).
+        .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
+        // Header views, bounds-checked parsing, GTP-U builders, checksums. Standard library only.
+        .target(name: "UPFPackets"),
+        // Capture files in and out, through libpcap.
+        .target(name: "UPFCapture", dependencies: ["CPcap"]),
+        // DPDK-backed EAL, mempools, ports and lcores for Swift callers.
+        .target(
+            name: "UPFDPDK",
+            dependencies: ["CDPDK"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
+        ),
+        .executableTarget(
+            name: "upf-replay",
+            dependencies: [
+                "UPFPackets", "UPFCapture", "UPFDPDK",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
+        ),
+        .testTarget(name: "UPFPacketsTests", dependencies: ["UPFPackets"]),
+        .testTarget(name: "UPFCaptureTests", dependencies: ["UPFCapture", "UPFPackets"]),
+        // Runs the built executables as subprocesses (EAL initialises once per process) and
+        // checks them against tshark and scapy.
+        .testTarget(name: "IntegrationTests", dependencies: ["UPFPackets"]),
+    ]
+)

@@ -1,0 +1,5 @@
+import ArgumentParser
+struct Decode: ParsableCommand {
+    @Argument var file: String
+    func run() throws {}
+}
