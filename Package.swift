@@ -33,7 +33,7 @@ let package = Package(
         // Header views, bounds-checked parsing, GTP-U builders, checksums. Standard library only.
         .target(name: "UPFPackets"),
         // Capture files in and out, through libpcap.
-        .target(name: "UPFCapture", dependencies: ["CPcap"]),
+        .target(name: "UPFCapture", dependencies: ["CPcap", "UPFPackets"]),
         // DPDK-backed EAL, mempools, ports and lcores for Swift callers.
         .target(
             name: "UPFDPDK",

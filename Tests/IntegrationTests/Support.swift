@@ -55,12 +55,14 @@ func runProcess(_ executable: URL, _ arguments: [String], timeout: TimeInterval 
     process.standardInput = FileHandle.nullDevice
     try process.run()
     // Drain both pipes concurrently so a chatty child never blocks on a full pipe.
-    var outData = Data(), errData = Data()
+    let outBox = DataBox(), errBox = DataBox()
     let group = DispatchGroup()
     group.enter()
-    DispatchQueue.global().async { outData = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async { outBox.data = out.fileHandleForReading.readDataToEndOfFile(); group.leave() }
     group.enter()
-    DispatchQueue.global().async { errData = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    DispatchQueue.global().async { errBox.data = err.fileHandleForReading.readDataToEndOfFile(); group.leave() }
+    var outData: Data { outBox.data }
+    var errData: Data { errBox.data }
     if group.wait(timeout: .now() + timeout) == .timedOut {
         process.terminate()
         kill(process.processIdentifier, SIGKILL)
@@ -73,4 +75,9 @@ func runProcess(_ executable: URL, _ arguments: [String], timeout: TimeInterval 
     process.waitUntilExit()
     return ProcessResult(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
                          stderr: String(decoding: errData, as: UTF8.self))
+}
+
+/// Filled by exactly one reader thread, read only after the DispatchGroup says it is done.
+private final class DataBox: @unchecked Sendable {
+    var data = Data()
 }
