@@ -76,11 +76,12 @@ public struct DecodedFrame {
             if packet.hasUDPPortExtension { line += " udp_port_ext=\(packet.udpPortExtension)" }
             if packet.kind == .gPDU && packet.inner.version != 0 {
                 let inner = packet.inner
-                line += " | ipv\(inner.version) \(inner.source)"
-                if inner.hasPorts { line += ":\(inner.sourcePort)" }
-                line += " -> \(inner.destination)"
-                if inner.hasPorts { line += ":\(inner.destinationPort)" }
-                line += " proto=\(inner.proto)"
+                func endpoint(_ address: IPAddress, _ port: UInt16) -> String {
+                    guard inner.hasPorts else { return "\(address)" }
+                    return inner.version == 6 ? "[\(address)]:\(port)" : "\(address):\(port)"
+                }
+                line += " | ipv\(inner.version) \(endpoint(inner.source, inner.sourcePort))"
+                line += " -> \(endpoint(inner.destination, inner.destinationPort)) proto=\(inner.proto)"
             }
         }
         return line
