@@ -37,7 +37,7 @@ let package = Package(
         // DPDK-backed EAL, mempools, ports and lcores for Swift callers.
         .target(
             name: "UPFDPDK",
-            dependencies: ["CDPDK"],
+            dependencies: ["CDPDK", "UPFPackets"],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .executableTarget(

@@ -1,4 +1,5 @@
 import CDPDK
+import UPFPackets
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -137,7 +138,7 @@ public struct EthPort: Hashable, Sendable, CustomStringConvertible {
     public func macAddress() throws(DPDKError) -> MACAddress {
         var bytes = [UInt8](repeating: 0, count: 6)
         try DPDKError.check(cdpdk_port_mac(id, &bytes), "rte_eth_macaddr_get(\(name))")
-        return MACAddress(bytes)
+        return MACAddress(bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5])
     }
 
     /// Link state, read without waiting for autonegotiation.
@@ -168,21 +169,5 @@ public struct EthPort: Hashable, Sendable, CustomStringConvertible {
     @inlinable @inline(__always)
     public func transmit(queue: UInt16, _ mbufs: UnsafeMutablePointer<OpaquePointer?>, count: Int) -> Int {
         Int(cdpdk_tx_burst(id, queue, mbufs, UInt16(truncatingIfNeeded: count)))
-    }
-}
-
-/// A 48-bit Ethernet address.
-public struct MACAddress: Hashable, Sendable, CustomStringConvertible {
-    public let bytes: [UInt8]
-
-    public init(_ bytes: [UInt8]) {
-        precondition(bytes.count == 6, "a MAC address has 6 bytes")
-        self.bytes = bytes
-    }
-
-    public static let broadcast = MACAddress([0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
-
-    public var description: String {
-        bytes.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
     }
 }

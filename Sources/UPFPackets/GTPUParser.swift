@@ -281,24 +281,3 @@ enum InnerPacketParser {
         return nil
     }
 }
-
-/// IPv4 header checksum verification (RFC 1071) over a header already known to be in bounds.
-enum HeaderChecksum {
-    @inline(__always)
-    static func isValid(_ bytes: PacketBytes, at offset: Int, length: Int) -> Bool {
-        sum(bytes, at: offset, length: length) == 0xFFFF
-    }
-
-    /// The folded ones'-complement sum of an even number of octets.
-    @inline(__always)
-    static func sum(_ bytes: PacketBytes, at offset: Int, length: Int) -> UInt16 {
-        var sum: UInt32 = 0
-        var i = 0
-        while i < length {
-            sum &+= UInt32(bytes.u16(offset + i))
-            i += 2
-        }
-        while sum > 0xFFFF { sum = (sum & 0xFFFF) &+ (sum >> 16) }
-        return UInt16(sum)
-    }
-}

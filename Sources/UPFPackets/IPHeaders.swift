@@ -78,7 +78,7 @@ struct IPv4Header {
         let totalLength = Int(bytes.u16(offset + 2))
         guard totalLength >= headerLength else { return .failure(.badTotalLength) }
         guard totalLength <= end - offset else { return .failure(.totalLengthExceedsPayload) }
-        if verifyChecksum && !HeaderChecksum.isValid(bytes, at: offset, length: headerLength) {
+        if verifyChecksum && !InternetChecksum.isValidIPv4Header(UnsafeRawBufferPointer(start: bytes.base + offset, count: headerLength)) {
             return .failure(.badChecksum)
         }
         let flagsFragment = bytes.u16(offset + 6)

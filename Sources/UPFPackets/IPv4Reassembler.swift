@@ -108,12 +108,11 @@ public final class IPv4Reassembler {
         }
         let header = payloadBase - slot.headerLength
         let totalLength = slot.headerLength + slot.payloadLength
-        header.storeBytes(of: UInt16(totalLength).bigEndian, toByteOffset: 2, as: UInt16.self)
+        header.storeBigEndian(UInt16(totalLength), toByteOffset: 2)
         header.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
         header.storeBytes(of: UInt16(0), toByteOffset: 10, as: UInt16.self)
-        let checksum = ~HeaderChecksum.sum(PacketBytes(base: header, count: slot.headerLength), at: 0,
-                                          length: slot.headerLength)
-        header.storeBytes(of: checksum.bigEndian, toByteOffset: 10, as: UInt16.self)
+        let checksum = InternetChecksum.ipv4Header(UnsafeRawBufferPointer(start: header, count: slot.headerLength))
+        header.storeBigEndian(checksum, toByteOffset: 10)
         release(index)
         return .complete(UnsafeRawBufferPointer(start: header, count: totalLength))
     }

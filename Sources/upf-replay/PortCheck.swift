@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import UPFDPDK
+import UPFPackets
 
 /// `upf-replay port-check`: does DPDK see the operator's ports, and can it move packets through
 /// them without losing, corrupting or leaking any?
@@ -219,14 +220,14 @@ private struct PortSession {
             if port == rx { try? port.enablePromiscuous() }
         }
 
-        let txMAC = (try? tx.macAddress()) ?? MACAddress([0x02, 0, 0, 0, 0, 1])
+        let txMAC = (try? tx.macAddress()) ?? MACAddress(0x02, 0, 0, 0, 0, 1)
         let dstMAC = rx.flatMap { try? $0.macAddress() } ?? MACAddress.broadcast
         let hz = EAL.tscHz
         let job = UnsafeMutablePointer<TrafficJob>.allocate(capacity: 1)
         job.initialize(to: TrafficJob(
             txPort: tx, rxPort: rx, sourcePort: source, mempool: pool, target: options.count,
             timeoutTicks: UInt64(options.timeout * Double(hz)), sourceIdleTicks: hz / 10,
-            sourceMAC: txMAC.bytes, destinationMAC: dstMAC.bytes))
+            sourceMAC: txMAC.octets, destinationMAC: dstMAC.octets))
         defer { job.deinitialize(count: 1); job.deallocate() }
 
         // The loop runs where upfd's data path runs: on a worker lcore, pinned, with its own
