@@ -52,6 +52,6 @@ let package = Package(
         .testTarget(name: "UPFCaptureTests", dependencies: ["UPFCapture", "UPFPackets"]),
         // Runs the built executables as subprocesses (EAL initialises once per process) and
         // checks them against tshark and scapy.
-        .testTarget(name: "IntegrationTests", dependencies: ["UPFPackets"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["UPFPackets", "UPFCapture"]),
     ]
 )
