@@ -81,5 +81,6 @@ public enum IPProtocol {
     public static let icmpv6: UInt8 = 58
     public static let ipv6NoNext: UInt8 = 59
     public static let ipv6DestinationOptions: UInt8 = 60
+    public static let sctp: UInt8 = 132
     public static let mobilityHeader: UInt8 = 135
 }

@@ -255,26 +255,23 @@ enum InnerPacketParser {
         }
         packet.innerL4Offset = UInt32(l4Offset)
         if !flow.isFragment {
+            // TCP, UDP and SCTP lead with the two ports; their headers must be whole to be trusted.
+            let minimumHeader: Int
             switch flow.proto {
-            case IPProtocol.tcp:
-                guard l4End - l4Offset >= 20 else { return .innerL4Truncated }
-                let dataOffset = Int(bytes.u8(l4Offset + 12) >> 4) * 4
-                guard dataOffset >= 20, dataOffset <= l4End - l4Offset else { return .innerL4Truncated }
+            case IPProtocol.tcp: minimumHeader = 20
+            case IPProtocol.udp: minimumHeader = 8
+            case IPProtocol.sctp: minimumHeader = 12
+            default: minimumHeader = 0
+            }
+            if minimumHeader > 0 {
+                guard l4End - l4Offset >= minimumHeader else { return .innerL4Truncated }
+                if flow.proto == IPProtocol.tcp {
+                    let dataOffset = Int(bytes.u8(l4Offset + 12) >> 4) * 4
+                    guard dataOffset >= 20, dataOffset <= l4End - l4Offset else { return .innerL4Truncated }
+                }
                 flow.sourcePort = bytes.u16(l4Offset)
                 flow.destinationPort = bytes.u16(l4Offset + 2)
                 flow.hasPorts = true
-            case IPProtocol.udp:
-                guard l4End - l4Offset >= 8 else { return .innerL4Truncated }
-                flow.sourcePort = bytes.u16(l4Offset)
-                flow.destinationPort = bytes.u16(l4Offset + 2)
-                flow.hasPorts = true
-            case 132: // SCTP: ports lead a 12-octet common header.
-                guard l4End - l4Offset >= 12 else { return .innerL4Truncated }
-                flow.sourcePort = bytes.u16(l4Offset)
-                flow.destinationPort = bytes.u16(l4Offset + 2)
-                flow.hasPorts = true
-            default:
-                break
             }
         }
         packet.inner = flow
