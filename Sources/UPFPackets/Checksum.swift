@@ -130,31 +130,31 @@ public struct InternetChecksum: Sendable {
             acc = s
             carries &+= o ? 1 : 0
         }
-        while count - i >= 32 {
+        while count &- i >= 32 {
             accumulate(&a, base.loadUnaligned(fromByteOffset: i, as: UInt64.self), &carries)
-            accumulate(&b, base.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self), &carries)
-            accumulate(&c, base.loadUnaligned(fromByteOffset: i + 16, as: UInt64.self), &carries)
-            accumulate(&d, base.loadUnaligned(fromByteOffset: i + 24, as: UInt64.self), &carries)
-            i += 32
+            accumulate(&b, base.loadUnaligned(fromByteOffset: i &+ 8, as: UInt64.self), &carries)
+            accumulate(&c, base.loadUnaligned(fromByteOffset: i &+ 16, as: UInt64.self), &carries)
+            accumulate(&d, base.loadUnaligned(fromByteOffset: i &+ 24, as: UInt64.self), &carries)
+            i &+= 32
         }
-        while count - i >= 8 {
+        while count &- i >= 8 {
             accumulate(&a, base.loadUnaligned(fromByteOffset: i, as: UInt64.self), &carries)
-            i += 8
+            i &+= 8
         }
         // Combine the lanes; overflow of these adds is counted the same way.
         accumulate(&a, b, &carries)
         accumulate(&a, c, &carries)
         accumulate(&a, d, &carries)
         var tail: UInt64 = 0
-        if count - i >= 4 {
+        if count &- i >= 4 {
             tail &+= UInt64(base.loadUnaligned(fromByteOffset: i, as: UInt32.self))
-            i += 4
+            i &+= 4
         }
-        if count - i >= 2 {
+        if count &- i >= 2 {
             tail &+= UInt64(base.loadUnaligned(fromByteOffset: i, as: UInt16.self))
-            i += 2
+            i &+= 2
         }
-        if count - i == 1 {
+        if count &- i == 1 {
             // The last octet is the high half of a word whose low half is zero (RFC 1071 §4.1).
             let last = UInt16(base.load(fromByteOffset: i, as: UInt8.self)) << 8
             tail &+= UInt64(UInt16(bigEndian: last))
@@ -194,6 +194,16 @@ extension InternetChecksum {
     @inlinable
     public static func isValidIPv4Header(_ header: UnsafeRawBufferPointer) -> Bool {
         precondition(header.count >= 20, "an IPv4 header is at least 20 octets")
+        if header.count == 20 {
+            // No options (nearly every packet): 8 + 8 + 4 octets in native order, end-around
+            // carries, fold. 0xFFFF reads the same in either byte order.
+            let base = header.baseAddress!
+            let (s1, o1) = base.loadUnaligned(as: UInt64.self)
+                .addingReportingOverflow(base.loadUnaligned(fromByteOffset: 8, as: UInt64.self))
+            let (s2, o2) = (s1 &+ (o1 ? 1 : 0))
+                .addingReportingOverflow(UInt64(base.loadUnaligned(fromByteOffset: 16, as: UInt32.self)))
+            return fold(s2 &+ (o2 ? 1 : 0)) == 0xFFFF
+        }
         var c = InternetChecksum()
         c.add(header)
         return c.onesComplementSum == 0xFFFF

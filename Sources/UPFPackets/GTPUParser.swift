@@ -4,29 +4,29 @@ enum GTPUParser {
     /// Parses the GTP-U datagram in `offset..<end` (the UDP payload).
     static func parse(_ bytes: PacketBytes, at offset: Int, end: Int, options: ParserOptions,
                       into packet: inout ParsedPacket) -> DropReason? {
-        packet.gtpOffset = UInt32(offset)
-        guard end - offset >= GTPU.mandatoryHeaderLength else { return .gtpTruncated }
+        packet.gtpOffset = UInt32(truncatingIfNeeded: offset)
+        guard end &- offset >= GTPU.mandatoryHeaderLength else { return .gtpTruncated }
         let flags = bytes.u8(offset)
         guard flags >> GTPU.Flag.versionShift == 1 else { return .gtpVersionNot1 }
         guard flags & GTPU.Flag.protocolType != 0 else { return .gtpPrime }
-        let messageType = bytes.u8(offset + 1)
-        let gtpLength = Int(bytes.u16(offset + 2))
+        let messageType = bytes.u8(offset &+ 1)
+        let gtpLength = Int(bytes.u16(offset &+ 2))
         packet.gtpFlags = flags
         packet.messageType = messageType
-        packet.teid = bytes.u32(offset + 4)
+        packet.teid = bytes.u32(offset &+ 4)
         // The Length field counts everything after the mandatory 8 octets; bytes past it within
         // the UDP payload are padding and are ignored.
-        guard gtpLength <= end - offset - GTPU.mandatoryHeaderLength else { return .gtpLengthExceedsPayload }
-        let gtpEnd = offset + GTPU.mandatoryHeaderLength + gtpLength
-        var cursor = offset + GTPU.mandatoryHeaderLength
+        guard gtpLength <= end &- offset &- GTPU.mandatoryHeaderLength else { return .gtpLengthExceedsPayload }
+        let gtpEnd = offset &+ GTPU.mandatoryHeaderLength + gtpLength
+        var cursor = offset &+ GTPU.mandatoryHeaderLength
         let optionalFlags = GTPU.Flag.extensionHeader | GTPU.Flag.sequenceNumber | GTPU.Flag.nPDUNumber
         if flags & optionalFlags != 0 {
-            guard gtpEnd - cursor >= GTPU.optionalFieldsLength else { return .gtpLengthShorterThanHeaders }
+            guard gtpEnd &- cursor >= GTPU.optionalFieldsLength else { return .gtpLengthShorterThanHeaders }
             packet.sequenceNumber = bytes.u16(cursor)
-            packet.nPDUNumber = bytes.u8(cursor + 2)
+            packet.nPDUNumber = bytes.u8(cursor &+ 2)
             // The next-extension-type octet means something only when E is set (§5.1): with S or
             // PN alone it is present but there is no chain.
-            let nextType = flags & GTPU.Flag.extensionHeader != 0 ? bytes.u8(cursor + 3) : 0
+            let nextType = flags & GTPU.Flag.extensionHeader != 0 ? bytes.u8(cursor &+ 3) : 0
             cursor += GTPU.optionalFieldsLength
             if nextType != GTPU.ExtensionType.noMore {
                 if let reason = parseExtensions(bytes, first: nextType, at: &cursor, end: gtpEnd,
@@ -35,8 +35,8 @@ enum GTPUParser {
                 }
             }
         }
-        packet.payloadOffset = UInt32(cursor)
-        packet.payloadEnd = UInt32(gtpEnd)
+        packet.payloadOffset = UInt32(truncatingIfNeeded: cursor)
+        packet.payloadEnd = UInt32(truncatingIfNeeded: gtpEnd)
 
         switch messageType {
         case GTPU.MessageType.gPDU:
@@ -79,24 +79,24 @@ enum GTPUParser {
         while type != GTPU.ExtensionType.noMore {
             count += 1
             guard count <= ParserLimits.maxGTPExtensionHeaders else { return .gtpExtensionChainTooLong }
-            guard end - cursor >= 1 else { return .gtpExtensionTruncated }
+            guard end &- cursor >= 1 else { return .gtpExtensionTruncated }
             let length = Int(bytes.u8(cursor)) * 4
             guard length > 0 else { return .gtpExtensionZeroLength }
-            guard length <= end - cursor else { return .gtpExtensionTruncated }
+            guard length <= end &- cursor else { return .gtpExtensionTruncated }
             switch type {
             case GTPU.ExtensionType.pduSessionContainer:
-                if let reason = parsePDUSessionContainer(bytes, at: cursor + 1, contentLength: length - 2,
+                if let reason = parsePDUSessionContainer(bytes, at: cursor &+ 1, contentLength: length - 2,
                                                           options: options, into: &packet) {
                     return reason
                 }
             case GTPU.ExtensionType.udpPort:
                 guard length == 4 else { return .gtpExtensionBadLength }
                 packet.hasUDPPortExtension = true
-                packet.udpPortExtension = bytes.u16(cursor + 1)
+                packet.udpPortExtension = bytes.u16(cursor &+ 1)
             case GTPU.ExtensionType.pdcpPDUNumber:
                 guard length == 4 else { return .gtpExtensionBadLength }
                 packet.hasPDCPNumber = true
-                packet.pdcpNumber = UInt32(bytes.u16(cursor + 1))
+                packet.pdcpNumber = UInt32(bytes.u16(cursor &+ 1))
             case GTPU.ExtensionType.longPDCPPDUNumber:
                 guard length == 8 else { return .gtpExtensionBadLength }
                 packet.hasPDCPNumber = true
@@ -113,7 +113,7 @@ enum GTPUParser {
                 }
                 packet.skippedExtensionCount &+= 1
             }
-            type = bytes.u8(cursor + length - 1)
+            type = bytes.u8(cursor &+ length - 1)
             cursor += length
         }
         packet.extensionCount = UInt8(count)
@@ -127,7 +127,7 @@ enum GTPUParser {
                                          options: ParserOptions, into packet: inout ParsedPacket) -> DropReason? {
         guard contentLength >= 2 else { return .pscBadLength }
         let first = bytes.u8(offset)
-        let second = bytes.u8(offset + 1)
+        let second = bytes.u8(offset &+ 1)
         let pduType = first >> 4
         var required = 2
         var psc = PDUSessionInformation()
@@ -145,7 +145,7 @@ enum GTPUParser {
             if snp { required += 3 }
             if msnp { required += 4 }
             guard contentLength >= required else { return .pscBadLength }
-            if psc.ppp { psc.ppi = bytes.u8(offset + 2) >> 5 }
+            if psc.ppp { psc.ppi = bytes.u8(offset &+ 2) >> 5 }
         case GTPU.PDUType.uplink:
             guard options.direction != .downlink else { return .pscWrongDirection }
             let qmp = first & 0x08 != 0, dlDelay = first & 0x04 != 0
@@ -177,20 +177,20 @@ enum GTPUParser {
             let valueLength: Int
             switch type {
             case GTPU.InformationElement.recovery:
-                valueOffset = cursor + 1; valueLength = 1
+                valueOffset = cursor &+ 1; valueLength = 1
             case GTPU.InformationElement.teidDataI:
-                valueOffset = cursor + 1; valueLength = 4
+                valueOffset = cursor &+ 1; valueLength = 4
             case GTPU.InformationElement.extensionHeaderTypeList:
                 // TS 29.281 §8.5 (after 29.060 §7.7.40): a one-octet length.
-                guard end - cursor >= 2 else { return .gtpMalformedInformationElement }
-                valueOffset = cursor + 2; valueLength = Int(bytes.u8(cursor + 1))
+                guard end &- cursor >= 2 else { return .gtpMalformedInformationElement }
+                valueOffset = cursor &+ 2; valueLength = Int(bytes.u8(cursor &+ 1))
             case 128...:
-                guard end - cursor >= 3 else { return .gtpMalformedInformationElement }
-                valueOffset = cursor + 3; valueLength = Int(bytes.u16(cursor + 1))
+                guard end &- cursor >= 3 else { return .gtpMalformedInformationElement }
+                valueOffset = cursor &+ 3; valueLength = Int(bytes.u16(cursor &+ 1))
             default:
                 return .gtpMalformedInformationElement
             }
-            guard valueLength <= end - valueOffset else { return .gtpMalformedInformationElement }
+            guard valueLength <= end &- valueOffset else { return .gtpMalformedInformationElement }
             switch type {
             case GTPU.InformationElement.recovery:
                 packet.hasRecovery = true
@@ -208,7 +208,7 @@ enum GTPUParser {
             default:
                 break
             }
-            cursor = valueOffset + valueLength
+            cursor = valueOffset &+ valueLength
         }
         return nil
     }
@@ -229,8 +229,8 @@ enum InnerPacketParser {
             case .failure(let fault): return fault.innerReason
             }
             flow.version = 4
-            flow.source = bytes.ipv4Address(offset + 12)
-            flow.destination = bytes.ipv4Address(offset + 16)
+            flow.source = bytes.ipv4Address(offset &+ 12)
+            flow.destination = bytes.ipv4Address(offset &+ 16)
             flow.proto = header.proto
             flow.trafficClass = header.tos
             flow.isFragment = header.fragmentOffset != 0
@@ -243,8 +243,8 @@ enum InnerPacketParser {
             case .failure(let fault): return fault.innerIPv6Reason
             }
             flow.version = 6
-            flow.source = bytes.ipv6Address(offset + 8)
-            flow.destination = bytes.ipv6Address(offset + 24)
+            flow.source = bytes.ipv6Address(offset &+ 8)
+            flow.destination = bytes.ipv6Address(offset &+ 24)
             flow.proto = header.proto
             flow.trafficClass = header.trafficClass
             flow.isFragment = header.isLaterFragment
@@ -253,7 +253,7 @@ enum InnerPacketParser {
         default:
             return .innerIPVersionUnknown
         }
-        packet.innerL4Offset = UInt32(l4Offset)
+        packet.innerL4Offset = UInt32(truncatingIfNeeded: l4Offset)
         if !flow.isFragment {
             // TCP, UDP and SCTP lead with the two ports; their headers must be whole to be trusted.
             let minimumHeader: Int
@@ -264,13 +264,13 @@ enum InnerPacketParser {
             default: minimumHeader = 0
             }
             if minimumHeader > 0 {
-                guard l4End - l4Offset >= minimumHeader else { return .innerL4Truncated }
+                guard l4End &- l4Offset >= minimumHeader else { return .innerL4Truncated }
                 if flow.proto == IPProtocol.tcp {
-                    let dataOffset = Int(bytes.u8(l4Offset + 12) >> 4) * 4
-                    guard dataOffset >= 20, dataOffset <= l4End - l4Offset else { return .innerL4Truncated }
+                    let dataOffset = Int(bytes.u8(l4Offset &+ 12) >> 4) &* 4
+                    guard dataOffset >= 20, dataOffset <= l4End &- l4Offset else { return .innerL4Truncated }
                 }
                 flow.sourcePort = bytes.u16(l4Offset)
-                flow.destinationPort = bytes.u16(l4Offset + 2)
+                flow.destinationPort = bytes.u16(l4Offset &+ 2)
                 flow.hasPorts = true
             }
         }

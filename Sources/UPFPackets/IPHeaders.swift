@@ -40,8 +40,14 @@ enum IPHeaderFault: Error {
         }
     }
 
-    /// IPv6 truncation has its own counters; the shared `.truncated` case is IPv4's.
-    var outerIPv6Reason: DropReason { self == .truncated ? .outerIPv6Truncated : outerReason }
+    /// IPv6 has its own truncation and length counters; the shared cases above are IPv4's.
+    var outerIPv6Reason: DropReason {
+        switch self {
+        case .truncated: .outerIPv6Truncated
+        case .totalLengthExceedsPayload, .badTotalLength: .outerIPv6BadPayloadLength
+        default: outerReason
+        }
+    }
     var innerIPv6Reason: DropReason {
         switch self {
         case .truncated: .innerIPv6Truncated
@@ -69,27 +75,27 @@ struct IPv4Header {
     @inline(__always)
     static func read(_ bytes: PacketBytes, at offset: Int, end: Int,
                      verifyChecksum: Bool) -> Result<IPv4Header, IPHeaderFault> {
-        guard end - offset >= 20 else { return .failure(.truncated) }
+        guard end &- offset >= 20 else { return .failure(.truncated) }
         let versionIHL = bytes.u8(offset)
         guard versionIHL >> 4 == 4 else { return .failure(.versionMismatch) }
         let headerLength = Int(versionIHL & 0x0F) * 4
         guard headerLength >= 20 else { return .failure(.badHeaderLength) }
-        guard headerLength <= end - offset else { return .failure(.truncated) }
-        let totalLength = Int(bytes.u16(offset + 2))
+        guard headerLength <= end &- offset else { return .failure(.truncated) }
+        let totalLength = Int(bytes.u16(offset &+ 2))
         guard totalLength >= headerLength else { return .failure(.badTotalLength) }
-        guard totalLength <= end - offset else { return .failure(.totalLengthExceedsPayload) }
+        guard totalLength <= end &- offset else { return .failure(.totalLengthExceedsPayload) }
         if verifyChecksum && !InternetChecksum.isValidIPv4Header(UnsafeRawBufferPointer(start: bytes.base + offset, count: headerLength)) {
             return .failure(.badChecksum)
         }
-        let flagsFragment = bytes.u16(offset + 6)
+        let flagsFragment = bytes.u16(offset &+ 6)
         return .success(IPv4Header(
-            proto: bytes.u8(offset + 9),
-            tos: bytes.u8(offset + 1),
-            identification: bytes.u16(offset + 4),
+            proto: bytes.u8(offset &+ 9),
+            tos: bytes.u8(offset &+ 1),
+            identification: bytes.u16(offset &+ 4),
             fragmentOffset: (flagsFragment & 0x1FFF) &* 8,
             moreFragments: flagsFragment & 0x2000 != 0,
-            payloadOffset: offset + headerLength,
-            end: offset + totalLength))
+            payloadOffset: offset &+ headerLength,
+            end: offset &+ totalLength))
     }
 }
 
@@ -106,19 +112,19 @@ struct IPv6Header {
     var isLaterFragment: Bool
 
     static func read(_ bytes: PacketBytes, at offset: Int, end: Int) -> Result<IPv6Header, IPHeaderFault> {
-        guard end - offset >= 40 else { return .failure(.truncated) }
+        guard end &- offset >= 40 else { return .failure(.truncated) }
         let first = bytes.u32(offset)
         guard first >> 28 == 6 else { return .failure(.versionMismatch) }
-        let payloadLength = Int(bytes.u16(offset + 4))
-        var next = bytes.u8(offset + 6)
+        let payloadLength = Int(bytes.u16(offset &+ 4))
+        var next = bytes.u8(offset &+ 6)
         if payloadLength == 0 && next != IPProtocol.ipv6NoNext {
             // A zero length is only legal with a Jumbo Payload option (RFC 2675), which a UPF
             // has no use for on a 1500-9000 octet path.
             return .failure(next == IPProtocol.hopByHop ? .jumbogram : .payloadLengthZero)
         }
-        guard payloadLength <= end - offset - 40 else { return .failure(.totalLengthExceedsPayload) }
-        let datagramEnd = offset + 40 + payloadLength
-        var cursor = offset + 40
+        guard payloadLength <= end &- offset &- 40 else { return .failure(.totalLengthExceedsPayload) }
+        let datagramEnd = offset &+ 40 + payloadLength
+        var cursor = offset &+ 40
         var extensions = 0
         var isFragment = false
         var isLaterFragment = false
@@ -130,19 +136,19 @@ struct IPv6Header {
                 guard extensions <= ParserLimits.maxIPv6ExtensionHeaders else {
                     return .failure(.extensionChainTooLong)
                 }
-                guard datagramEnd - cursor >= 8 else { return .failure(.extensionTruncated) }
+                guard datagramEnd &- cursor >= 8 else { return .failure(.extensionTruncated) }
                 let length: Int
                 switch next {
                 case IPProtocol.ipv6Fragment:
                     length = 8
                     isFragment = true
-                    if bytes.u16(cursor + 2) & 0xFFF8 != 0 { isLaterFragment = true }
+                    if bytes.u16(cursor &+ 2) & 0xFFF8 != 0 { isLaterFragment = true }
                 case IPProtocol.ah:
-                    length = (Int(bytes.u8(cursor + 1)) + 2) * 4
+                    length = (Int(bytes.u8(cursor &+ 1)) + 2) * 4
                 default:
-                    length = (Int(bytes.u8(cursor + 1)) + 1) * 8
+                    length = (Int(bytes.u8(cursor &+ 1)) + 1) * 8
                 }
-                guard length <= datagramEnd - cursor else { return .failure(.extensionTruncated) }
+                guard length <= datagramEnd &- cursor else { return .failure(.extensionTruncated) }
                 next = bytes.u8(cursor)
                 cursor += length
                 if isLaterFragment { break loop }

@@ -48,15 +48,16 @@ public struct PDUSessionInformation: Sendable, Equatable {
 /// The inner (tunnelled) packet's addresses and ports: what SDF filters match on.
 @frozen
 public struct InnerFlow: Sendable, Equatable {
-    /// 4 or 6; 0 when there is no inner packet.
-    public var version: UInt8 = 0
     public var source: IPAddress = .zero
     public var destination: IPAddress = .zero
-    /// The upper-layer protocol after any IPv6 extension headers.
-    public var proto: UInt8 = 0
     /// Ports of TCP, UDP and SCTP; zero for other protocols and for non-first fragments.
     public var sourcePort: UInt16 = 0
     public var destinationPort: UInt16 = 0
+
+    /// 4 or 6; 0 when there is no inner packet.
+    public var version: UInt8 = 0
+    /// The upper-layer protocol after any IPv6 extension headers.
+    public var proto: UInt8 = 0
     /// IPv4 TOS / IPv6 Traffic Class.
     public var trafficClass: UInt8 = 0
     public var hasPorts: Bool = false
@@ -72,62 +73,63 @@ public struct InnerFlow: Sendable, Equatable {
 /// Offsets count from the start of the bytes handed to the parser.
 @frozen
 public struct ParsedPacket: Sendable {
-    public var kind: PacketKind = .nonGTP
+    public var outerSource: IPAddress = .zero
+    public var outerDestination: IPAddress = .zero
+    public var gsnAddress: IPAddress = .zero
 
-    // Link layer
-    public var etherType: UInt16 = 0
-    public var vlanCount: UInt8 = 0
-    /// The VLAN ID of the outermost tag, when `vlanCount > 0`.
-    public var outerVLAN: UInt16 = 0
+    // Inner packet of a G-PDU
+    public var inner = InnerFlow()
 
     // Outer IP and UDP
     public var l3Offset: UInt32 = 0
-    /// 4 or 6; 0 when the frame does not carry IP.
-    public var outerVersion: UInt8 = 0
-    public var outerProtocol: UInt8 = 0
-    public var outerSource: IPAddress = .zero
-    public var outerDestination: IPAddress = .zero
-    public var outerTrafficClass: UInt8 = 0
     /// End of the outer IP datagram (bytes past it are link-layer padding).
     public var l3End: UInt32 = 0
     public var l4Offset: UInt32 = 0
+
+    // GTP-U
+    public var gtpOffset: UInt32 = 0
+    public var teid: UInt32 = 0
+    public var pdcpNumber: UInt32 = 0
+    /// Start and end of what follows the GTP-U headers: the T-PDU of a G-PDU, or the IEs.
+    public var payloadOffset: UInt32 = 0
+    public var payloadEnd: UInt32 = 0
+    public var teidDataI: UInt32 = 0
+    public var innerL4Offset: UInt32 = 0
+
+    // Link layer
+    public var etherType: UInt16 = 0
+    /// The VLAN ID of the outermost tag, when `vlanCount > 0`.
+    public var outerVLAN: UInt16 = 0
     public var udpSourcePort: UInt16 = 0
     public var udpDestinationPort: UInt16 = 0
     /// For `outerFragment`: identification, offset in bytes, more-fragments flag.
     public var fragmentID: UInt16 = 0
     public var fragmentOffset: UInt16 = 0
-    public var moreFragments: Bool = false
+    public var sequenceNumber: UInt16 = 0
+    public var udpPortExtension: UInt16 = 0
 
-    // GTP-U
-    public var gtpOffset: UInt32 = 0
+    public var kind: PacketKind = .nonGTP
+    public var vlanCount: UInt8 = 0
+    /// 4 or 6; 0 when the frame does not carry IP.
+    public var outerVersion: UInt8 = 0
+    public var outerProtocol: UInt8 = 0
+    public var outerTrafficClass: UInt8 = 0
+    public var moreFragments: Bool = false
     public var gtpFlags: UInt8 = 0
     public var messageType: UInt8 = 0
-    public var teid: UInt32 = 0
-    public var sequenceNumber: UInt16 = 0
     public var nPDUNumber: UInt8 = 0
     public var extensionCount: UInt8 = 0
     /// Extension headers without comprehension-required bits that were skipped.
     public var skippedExtensionCount: UInt8 = 0
-    public var psc = PDUSessionInformation()
     public var hasUDPPortExtension: Bool = false
-    public var udpPortExtension: UInt16 = 0
     public var hasPDCPNumber: Bool = false
-    public var pdcpNumber: UInt32 = 0
-    /// Start and end of what follows the GTP-U headers: the T-PDU of a G-PDU, or the IEs.
-    public var payloadOffset: UInt32 = 0
-    public var payloadEnd: UInt32 = 0
 
     // Information elements of path-management and error messages
     public var hasRecovery: Bool = false
     public var recoveryCounter: UInt8 = 0
     public var hasTEIDDataI: Bool = false
-    public var teidDataI: UInt32 = 0
     public var hasGSNAddress: Bool = false
-    public var gsnAddress: IPAddress = .zero
-
-    // Inner packet of a G-PDU
-    public var inner = InnerFlow()
-    public var innerL4Offset: UInt32 = 0
+    public var psc = PDUSessionInformation()
 
     @inlinable public init() {}
 

@@ -50,6 +50,17 @@ public enum PacketParser {
         switch link {
         case .ethernet:
             return parseEthernet(bytes, options: options, into: &packet)
+        default:
+            return parseOtherLink(bytes, link: link, options: options, into: &packet)
+        }
+    }
+
+    @inline(never)
+    static func parseOtherLink(_ bytes: PacketBytes, link: LinkLayer, options: ParserOptions,
+                               into packet: inout ParsedPacket) -> DropReason? {
+        switch link {
+        case .ethernet:
+            return parseEthernet(bytes, options: options, into: &packet)
         case .linuxSLL:
             guard bytes.count >= 16 else { return .frameTooShort }
             return parseNetwork(bytes, etherType: bytes.u16(14), at: 16, options: options, into: &packet)
@@ -83,19 +94,19 @@ public enum PacketParser {
         while etherType == EtherType.vlan || etherType == EtherType.qinq {
             tags += 1
             guard tags <= ParserLimits.maxVLANTags else { return .vlanTooDeep }
-            guard bytes.count >= offset + 6 else { return .frameTooShort }
-            if tags == 1 { packet.outerVLAN = bytes.u16(offset + 2) & 0x0FFF }
+            guard bytes.count >= offset &+ 6 else { return .frameTooShort }
+            if tags == 1 { packet.outerVLAN = bytes.u16(offset &+ 2) & 0x0FFF }
             offset += 4
             etherType = bytes.u16(offset)
         }
         packet.vlanCount = UInt8(tags)
-        return parseNetwork(bytes, etherType: etherType, at: offset + 2, options: options, into: &packet)
+        return parseNetwork(bytes, etherType: etherType, at: offset &+ 2, options: options, into: &packet)
     }
 
     static func parseNetwork(_ bytes: PacketBytes, etherType: UInt16, at offset: Int, options: ParserOptions,
                              into packet: inout ParsedPacket) -> DropReason? {
         packet.etherType = etherType
-        packet.l3Offset = UInt32(offset)
+        packet.l3Offset = UInt32(truncatingIfNeeded: offset)
         switch etherType {
         case EtherType.ipv4:
             return parseOuterIPv4(bytes, at: offset, options: options, into: &packet)
@@ -119,54 +130,55 @@ public enum PacketParser {
         }
         packet.outerVersion = 4
         packet.outerProtocol = header.proto
-        packet.outerSource = bytes.ipv4Address(offset + 12)
-        packet.outerDestination = bytes.ipv4Address(offset + 16)
+        packet.outerSource = bytes.ipv4Address(offset &+ 12)
+        packet.outerDestination = bytes.ipv4Address(offset &+ 16)
         packet.outerTrafficClass = header.tos
-        packet.l3End = UInt32(header.end)
+        packet.l3End = UInt32(truncatingIfNeeded: header.end)
         if header.isFragment {
             // Reassembly happens in the caller; never read a fragment's payload as UDP/GTP-U.
             packet.kind = .outerFragment
             packet.fragmentID = header.identification
             packet.fragmentOffset = header.fragmentOffset
             packet.moreFragments = header.moreFragments
-            packet.l4Offset = UInt32(header.payloadOffset)
+            packet.l4Offset = UInt32(truncatingIfNeeded: header.payloadOffset)
             return nil
         }
         return parseOuterTransport(bytes, proto: header.proto, at: header.payloadOffset, end: header.end,
                                    options: options, into: &packet)
     }
 
+    @inline(never)
     static func parseOuterIPv6(_ bytes: PacketBytes, at offset: Int, options: ParserOptions,
                                into packet: inout ParsedPacket) -> DropReason? {
         let header: IPv6Header
         switch IPv6Header.read(bytes, at: offset, end: bytes.count) {
         case .success(let h): header = h
-        case .failure(let fault): return fault.outerReason
+        case .failure(let fault): return fault.outerIPv6Reason
         }
         if header.isFragment { return .outerIPv6Fragment }
         packet.outerVersion = 6
         packet.outerProtocol = header.proto
-        packet.outerSource = bytes.ipv6Address(offset + 8)
-        packet.outerDestination = bytes.ipv6Address(offset + 24)
+        packet.outerSource = bytes.ipv6Address(offset &+ 8)
+        packet.outerDestination = bytes.ipv6Address(offset &+ 24)
         packet.outerTrafficClass = header.trafficClass
-        packet.l3End = UInt32(header.end)
+        packet.l3End = UInt32(truncatingIfNeeded: header.end)
         return parseOuterTransport(bytes, proto: header.proto, at: header.payloadOffset, end: header.end,
                                    options: options, into: &packet)
     }
 
     static func parseOuterTransport(_ bytes: PacketBytes, proto: UInt8, at offset: Int, end: Int,
                                     options: ParserOptions, into packet: inout ParsedPacket) -> DropReason? {
-        packet.l4Offset = UInt32(offset)
+        packet.l4Offset = UInt32(truncatingIfNeeded: offset)
         packet.kind = .nonGTP
         guard proto == IPProtocol.udp else { return nil }
-        guard end - offset >= 8 else { return .udpTruncated }
+        guard end &- offset >= 8 else { return .udpTruncated }
         packet.udpSourcePort = bytes.u16(offset)
-        packet.udpDestinationPort = bytes.u16(offset + 2)
+        packet.udpDestinationPort = bytes.u16(offset &+ 2)
         guard packet.udpDestinationPort == options.gtpPort else { return nil }
         // Only the GTP-U port is held to UDP's rules here: other UDP is not ours to judge.
-        let udpLength = Int(bytes.u16(offset + 4))
-        guard udpLength >= 8, udpLength <= end - offset else { return .udpBadLength }
-        if packet.outerVersion == 6 && bytes.u16(offset + 6) == 0 { return .udpZeroChecksumOverIPv6 }
-        return GTPUParser.parse(bytes, at: offset + 8, end: offset + udpLength, options: options, into: &packet)
+        let udpLength = Int(bytes.u16(offset &+ 4))
+        guard udpLength >= 8, udpLength <= end &- offset else { return .udpBadLength }
+        if packet.outerVersion == 6 && bytes.u16(offset &+ 6) == 0 { return .udpZeroChecksumOverIPv6 }
+        return GTPUParser.parse(bytes, at: offset &+ 8, end: offset &+ udpLength, options: options, into: &packet)
     }
 }

@@ -141,6 +141,14 @@ import Testing
         #expect(packet.l4Offset == 14 + 40 + 8)
     }
 
+    @Test func outerIPv6FaultsHaveIPv6Reasons() {
+        // Found by the C reference parser: these were counted under the IPv4 names.
+        let truncated = F.hex("02000000000202000000000186dd600000000008114020010db8000000000000000000000001")
+        #expect(F.dropReason(truncated) == .outerIPv6Truncated)
+        let lengthPastFrame = F.hex("02000000000202000000000186dd600000000100114020010db800000000000000000000000120010db800000000000000000000000208680868000800ff")
+        #expect(F.dropReason(lengthPastFrame) == .outerIPv6BadPayloadLength)
+    }
+
     @Test func outerIPv6ZeroUDPChecksumIsRefused() {
         let frame = F.ethernet(F.ipv6(F.udp(F.gtp(F.innerUDP), checksum: 0)), etherType: 0x86DD)
         #expect(F.dropReason(frame) == .udpZeroChecksumOverIPv6)
