@@ -56,6 +56,14 @@ private func parseOne(_ bytes: PacketBytes, link: LinkLayer, options: ParserOpti
     touch(packet, reason)
     guard reason == nil else { return }
     checkOffsets(packet, count: bytes.count)
+    // The on-demand views read from the parser's offsets.
+    if packet.kind == .arp, let arp = ARPPacket.read(bytes, at: Int(packet.l3Offset)) {
+        sink &+= UInt64(arp.operation) &+ UInt64(arp.targetIP)
+    }
+    if packet.kind == .gPDU, packet.inner.proto == IPProtocol.icmp || packet.inner.proto == IPProtocol.icmpv6,
+       let icmp = ICMPHeader.read(bytes, at: Int(packet.innerL4Offset), end: Int(packet.payloadEnd)) {
+        sink &+= UInt64(icmp.type)
+    }
     if packet.kind == .outerFragment && depth == 0 {
         clock &+= 1_000
         switch reassembler.add(bytes, packet: packet, nowNanos: clock) {
