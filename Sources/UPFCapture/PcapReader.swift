@@ -40,7 +40,8 @@ public final class PcapReader {
     public init(path: String) throws {
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         guard let handle = pcap_open_offline(path, &errorBuffer) else {
-            throw CaptureError("\(path): \(String(cString: errorBuffer))")
+            let message = errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+            throw CaptureError("\(path): \(message)")
         }
         self.handle = handle
         self.dataLinkType = pcap_datalink(handle)
