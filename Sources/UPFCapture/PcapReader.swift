@@ -41,7 +41,8 @@ public final class PcapReader {
         var errorBuffer = [CChar](repeating: 0, count: Int(PCAP_ERRBUF_SIZE) + 1)
         guard let handle = pcap_open_offline(path, &errorBuffer) else {
             let message = errorBuffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
-            throw CaptureError("\(path): \(message)")
+            // libpcap names the file itself in some messages ("FILE: No such file…"), not in others.
+            throw CaptureError(message.hasPrefix(path) ? message : "\(path): \(message)")
         }
         self.handle = handle
         self.dataLinkType = pcap_datalink(handle)
