@@ -20,6 +20,7 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // The only code that includes rte_*.h. Per-packet helpers are static inline in the header.
@@ -32,6 +33,9 @@ let package = Package(
         .systemLibrary(name: "CPcap", providers: [.apt(["libpcap-dev"])]),
         // Header views, bounds-checked parsing, GTP-U builders, checksums. Standard library only.
         .target(name: "UPFPackets"),
+        // The policy model (PFCP names), its validation with precise errors, and its compilation
+        // into the numeric form the fast path walks.
+        .target(name: "UPFPolicy", dependencies: ["UPFPackets", "Yams"]),
         // Capture files in and out, through libpcap.
         .target(name: "UPFCapture", dependencies: ["CPcap", "UPFPackets"]),
         // DPDK-backed EAL, mempools, ports and lcores for Swift callers.
@@ -49,6 +53,7 @@ let package = Package(
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .testTarget(name: "UPFPacketsTests", dependencies: ["UPFPackets"]),
+        .testTarget(name: "UPFPolicyTests", dependencies: ["UPFPolicy"]),
         .testTarget(name: "UPFCaptureTests", dependencies: ["UPFCapture", "UPFPackets"]),
         // Runs the built executables as subprocesses (EAL initialises once per process) and
         // checks them against tshark and scapy.

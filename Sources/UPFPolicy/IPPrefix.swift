@@ -1,0 +1,86 @@
+import UPFPackets
+
+/// An IPv4 or IPv6 prefix in the 128-bit space of `IPAddress` (IPv4 held v4-mapped, so an IPv4
+/// `/n` is a `/96+n` here). The address has no bits set past the length.
+public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
+    public let address: IPAddress
+    /// 0...128, in the 128-bit space.
+    public let length: UInt8
+
+    /// Masks `address` to `length` (0...128).
+    public init(address: IPAddress, length: UInt8) {
+        precondition(length <= 128)
+        self.address = IPPrefix.mask(address, length)
+        self.length = length
+    }
+
+    /// A host prefix (/32 for IPv4, /128 for IPv6).
+    public init(host: IPAddress) {
+        self.init(address: host, length: 128)
+    }
+
+    /// `10.0.0.0/8`, `2001:db8::/32`, or an address alone (a host prefix). Host bits set past the
+    /// length are refused (`10.0.0.1/8`), as are lengths past 32/128.
+    public init?(_ text: String) {
+        guard case .success(let prefix) = IPPrefix.parse(text) else { return nil }
+        self = prefix
+    }
+
+    public var isIPv4: Bool { address.isIPv4 && length >= 96 }
+
+    /// The length as written: 0...32 for IPv4, 0...128 for IPv6.
+    public var familyLength: UInt8 { isIPv4 ? length - 96 : length }
+
+    public func contains(_ other: IPAddress) -> Bool {
+        IPPrefix.mask(other, length) == address
+    }
+
+    /// True when one of the two prefixes contains the other.
+    public func overlaps(_ other: IPPrefix) -> Bool {
+        let shorter = min(length, other.length)
+        return IPPrefix.mask(address, shorter) == IPPrefix.mask(other.address, shorter)
+    }
+
+    public var description: String { "\(address)/\(familyLength)" }
+
+    public static func mask(_ address: IPAddress, _ length: UInt8) -> IPAddress {
+        func bits(_ n: Int) -> UInt64 { n <= 0 ? 0 : n >= 64 ? ~0 : ~(~UInt64(0) >> UInt64(n)) }
+        let n = Int(length)
+        return IPAddress(high: address.high & bits(n), low: address.low & bits(n - 64))
+    }
+
+    enum Problem: Error, Equatable {
+        case address(String)
+        case length(String)
+        case hostBits(String)
+    }
+
+    /// Parses with the reason of a failure.
+    static func parse(_ text: String) -> Result<IPPrefix, Problem> {
+        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
+        let addressText = parts[0]
+        let isV6 = addressText.contains(":")
+        guard let address = IPAddress(addressText) else {
+            return .failure(.address("'\(addressText)' is not an IPv4 or IPv6 address"))
+        }
+        let maximum: UInt8 = isV6 ? 128 : 32
+        var familyLength = maximum
+        if parts.count == 2 {
+            let lengthText = parts[1]
+            guard !lengthText.isEmpty, lengthText.count <= 3, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }),
+                  let value = UInt16(lengthText) else {
+                return .failure(.length("'\(text)': '\(lengthText)' is not a prefix length"))
+            }
+            guard value <= maximum else {
+                return .failure(.length("'\(text)': prefix length \(value) is longer than \(maximum)"))
+            }
+            familyLength = UInt8(value)
+        }
+        let length = isV6 ? familyLength : familyLength + 96
+        let prefix = IPPrefix(address: address, length: length)
+        guard prefix.address == address else {
+            return .failure(.hostBits("'\(text)' has bits set past the prefix length (did you mean \(prefix)?)"))
+        }
+        return .success(prefix)
+    }
+}

@@ -1,0 +1,398 @@
+import UPFPackets
+
+/// What one applied batch changed, net of the whole batch, so the datapath tables can be updated
+/// incrementally. A session (engine, application) appears at most once: in `put…` with its final
+/// content when it was created or its content changed, or in `deleted…` when it existed before the
+/// batch and does not after it. Re-putting an identical object appears nowhere.
+public struct PolicyDelta: Sendable, Equatable {
+    public var putSessions: [Session] = []
+    public var deletedSessions: [UInt64] = []
+    public var putEngines: [Engine] = []
+    public var deletedEngines: [String] = []
+    public var putApplications: [Application] = []
+    public var deletedApplications: [String] = []
+
+    public init(putSessions: [Session] = [], deletedSessions: [UInt64] = [], putEngines: [Engine] = [],
+                deletedEngines: [String] = [], putApplications: [Application] = [], deletedApplications: [String] = []) {
+        self.putSessions = putSessions
+        self.deletedSessions = deletedSessions
+        self.putEngines = putEngines
+        self.deletedEngines = deletedEngines
+        self.putApplications = putApplications
+        self.deletedApplications = deletedApplications
+    }
+
+    public var isEmpty: Bool {
+        putSessions.isEmpty && deletedSessions.isEmpty && putEngines.isEmpty && deletedEngines.isEmpty
+            && putApplications.isEmpty && deletedApplications.isEmpty
+    }
+}
+
+/// A validated policy with its lookup indexes. A value: `applying` returns a new state and leaves
+/// this one untouched, sharing all but O(1) of its storage (persistent hash tries), so holding on
+/// to an old version costs nothing and one change never copies or revalidates the other sessions.
+///
+/// Invariants: every session passed `Check.session`; every reference (rule → action/qos/counter,
+/// action → engine, rule → application) resolves; no two sessions share a local N3 F-TEID or a UE
+/// IPv4 address, and no two UE IPv6 prefixes overlap; every table is within the limits it was last
+/// changed with.
+public struct PolicyState: Sendable {
+    /// 0 for a state made by `validated` (unless given), +1 per successful `applying`, even when
+    /// the batch changed nothing (the delta says whether it did).
+    public private(set) var version: UInt64 = 0
+    public private(set) var engines: [String: Engine] = [:]
+    public private(set) var applications: [String: Application] = [:]
+
+    struct Stored: Sendable {
+        var session: Session
+        var keys: SessionKeys
+    }
+
+    var sessionTable = PersistentMap<UInt64, Stored>()
+    /// Local N3 TEID → SEID. TEIDs are unique per UPF whatever the N3 address: the fast path's
+    /// uplink table is keyed by TEID alone.
+    var n3Index = PersistentMap<UInt32, UInt64>()
+    var ueIPv4Index = PersistentMap<IPAddress, UInt64>()
+    var ueIPv6Index = PersistentMap<IPPrefix, UInt64>()
+    /// Sessions per UE IPv6 prefix length.
+    var ueIPv6Lengths: [UInt8: Int] = [:]
+    /// For each length in `coverLengths`, how many UE prefixes longer than it lie under each
+    /// prefix of that length: finds a new prefix that would contain existing ones in O(1).
+    /// Lengths are added when first needed (an O(n) pass, at most once per length) and never
+    /// removed, so with the usual single length (/64) there is no pass at all.
+    var ueIPv6Cover = PersistentMap<IPPrefix, Int>()
+    var coverLengths: [UInt8] = []
+    /// Sessions steering to each engine / naming each application.
+    var engineUsers: [String: PersistentMap<UInt64, Void>] = [:]
+    var applicationUsers: [String: PersistentMap<UInt64, Void>] = [:]
+    /// O(n) passes made so far (cover lengths added); tests check that ordinary changes make none.
+    private(set) var fullPasses = 0
+
+    /// The empty policy.
+    public init() {}
+
+    // MARK: Reading
+
+    public var sessionCount: Int { sessionTable.count }
+
+    public func session(seid: UInt64) -> Session? { sessionTable[seid]?.session }
+
+    /// The session whose local N3 F-TEID this is.
+    public func seid(n3TEID teid: UInt32, address: IPAddress) -> UInt64? {
+        guard let seid = n3Index[teid], sessionTable[seid]?.keys.n3.address == address else { return nil }
+        return seid
+    }
+
+    /// The session owning a local N3 TEID, on whichever N3 address.
+    public func seid(n3TEID teid: UInt32) -> UInt64? { n3Index[teid] }
+
+    /// The session a downlink packet to `address` belongs to: the UE IPv4 address, or the UE IPv6
+    /// prefix containing it.
+    public func seid(ueAddress address: IPAddress) -> UInt64? {
+        if address.isIPv4 { return ueIPv4Index[address] }
+        for length in ueIPv6Lengths.keys.sorted(by: >) {
+            if let seid = ueIPv6Index[IPPrefix(address: address, length: length)] { return seid }
+        }
+        return nil
+    }
+
+    /// The sessions with an action steering to `engine` (unordered).
+    public func seids(usingEngine engine: String) -> [UInt64] { engineUsers[engine]?.keys ?? [] }
+
+    /// The sessions with a rule naming `application` (unordered): to recompile when it changes.
+    public func seids(usingApplication application: String) -> [UInt64] { applicationUsers[application]?.keys ?? [] }
+
+    /// Every session, in no particular order.
+    public func forEachSession(_ body: (Session) throws -> Void) rethrows {
+        for (_, stored) in sessionTable { try body(stored.session) }
+    }
+
+    /// The whole policy, sessions sorted by SEID and engines and applications by id: for
+    /// persistence and listings. O(n log n).
+    public var policy: Policy {
+        Policy(engines: engines.values.sorted { $0.id < $1.id },
+               applications: applications.values.sorted { $0.id < $1.id },
+               sessions: sessionTable.values.map(\.session).sorted { $0.seid < $1.seid })
+    }
+
+    // MARK: Building and changing
+
+    /// Checks a whole policy (engines, then applications, then sessions; the first error wins)
+    /// and indexes it. Error paths are those of the document (`sessions[3].n3.teid`).
+    public static func validated(_ policy: Policy, limits: PolicyLimits = PolicyLimits(),
+                                 version: UInt64 = 0) throws(PolicyError) -> PolicyState {
+        var state = PolicyState()
+        state.version = version
+        var engineIndex: [String: Int] = [:]
+        for (i, engine) in policy.engines.enumerated() {
+            let path = "engines[\(i)]"
+            if let earlier = engineIndex[engine.id] {
+                throw Check.fail(PolicyError.Code.duplicateID, "\(path).id",
+                                 "engine id '\(engine.id)' is used twice (engines[\(earlier)] and \(path))")
+            }
+            engineIndex[engine.id] = i
+            try state.putEngine(engine, path, limits)
+        }
+        var applicationIndex: [String: Int] = [:]
+        for (i, application) in policy.applications.enumerated() {
+            let path = "applications[\(i)]"
+            if let earlier = applicationIndex[application.id] {
+                throw Check.fail(PolicyError.Code.duplicateID, "\(path).id",
+                                 "application id '\(application.id)' is used twice (applications[\(earlier)] and \(path))")
+            }
+            applicationIndex[application.id] = i
+            try state.putApplication(application, path, limits)
+        }
+        var sessionIndex: [UInt64: Int] = [:]
+        for (i, session) in policy.sessions.enumerated() {
+            let path = "sessions[\(i)]"
+            if let earlier = sessionIndex[session.seid] {
+                throw Check.fail(PolicyError.Code.duplicateID, "\(path).seid",
+                                 "SEID \(session.seid) is used twice (sessions[\(earlier)] and \(path))")
+            }
+            sessionIndex[session.seid] = i
+            try state.putSession(session, path, limits)
+        }
+        return state
+    }
+
+    /// Applies a batch: wholly or not at all. Changes apply in order, each checked against the
+    /// state the changes before it made (so a batch may add an engine and then a session steering
+    /// to it). Error paths start with `changes[i]`. Each change costs O(1) amortised, whatever the
+    /// number of sessions. On success the version is one more than this one's.
+    public func applying(_ changes: [PolicyChange],
+                         limits: PolicyLimits = PolicyLimits()) throws(PolicyError) -> (PolicyState, PolicyDelta) {
+        var next = self
+        var touchedSessions: [UInt64] = [], touchedEngines: [String] = [], touchedApplications: [String] = []
+        var seenSessions = Set<UInt64>(), seenEngines = Set<String>(), seenApplications = Set<String>()
+        for (i, change) in changes.enumerated() {
+            let path = "changes[\(i)]"
+            switch change {
+            case .putSession(let session):
+                try next.putSession(session, "\(path).session", limits)
+                if seenSessions.insert(session.seid).inserted { touchedSessions.append(session.seid) }
+            case .deleteSession(let seid):
+                try next.deleteSession(seid, "\(path).seid")
+                if seenSessions.insert(seid).inserted { touchedSessions.append(seid) }
+            case .putEngine(let engine):
+                try next.putEngine(engine, "\(path).engine", limits)
+                if seenEngines.insert(engine.id).inserted { touchedEngines.append(engine.id) }
+            case .deleteEngine(let id):
+                try next.deleteEngine(id, "\(path).id")
+                if seenEngines.insert(id).inserted { touchedEngines.append(id) }
+            case .putApplication(let application):
+                try next.putApplication(application, "\(path).application", limits)
+                if seenApplications.insert(application.id).inserted { touchedApplications.append(application.id) }
+            case .deleteApplication(let id):
+                try next.deleteApplication(id, "\(path).id")
+                if seenApplications.insert(id).inserted { touchedApplications.append(id) }
+            }
+        }
+        next.version = version &+ 1
+        var delta = PolicyDelta()
+        for seid in touchedSessions {
+            let old = session(seid: seid), new = next.session(seid: seid)
+            if let new { if new != old { delta.putSessions.append(new) } } else if old != nil { delta.deletedSessions.append(seid) }
+        }
+        for id in touchedEngines {
+            let old = engines[id], new = next.engines[id]
+            if let new { if new != old { delta.putEngines.append(new) } } else if old != nil { delta.deletedEngines.append(id) }
+        }
+        for id in touchedApplications {
+            let old = applications[id], new = next.applications[id]
+            if let new { if new != old { delta.putApplications.append(new) } } else if old != nil { delta.deletedApplications.append(id) }
+        }
+        return (next, delta)
+    }
+
+    /// `applying` in place.
+    @discardableResult
+    public mutating func apply(_ changes: [PolicyChange], limits: PolicyLimits = PolicyLimits()) throws(PolicyError) -> PolicyDelta {
+        let (next, delta) = try applying(changes, limits: limits)
+        self = next
+        return delta
+    }
+
+    /// The changes that turn this state into `policy` (engines and applications put first, then
+    /// sessions deleted and put, then engines and applications deleted). Applying them checks
+    /// `policy` as `validated` would, but with `changes[i]` paths. O(n).
+    public func changes(toReach policy: Policy) -> [PolicyChange] {
+        var result: [PolicyChange] = []
+        for engine in policy.engines where engines[engine.id] != engine { result.append(.putEngine(engine)) }
+        for application in policy.applications where applications[application.id] != application {
+            result.append(.putApplication(application))
+        }
+        let wanted = Set(policy.sessions.map(\.seid))
+        for (seid, _) in sessionTable where !wanted.contains(seid) { result.append(.deleteSession(seid: seid)) }
+        for session in policy.sessions where self.session(seid: session.seid) != session { result.append(.putSession(session)) }
+        let wantedApplications = Set(policy.applications.map(\.id))
+        for id in applications.keys.sorted() where !wantedApplications.contains(id) { result.append(.deleteApplication(id: id)) }
+        let wantedEngines = Set(policy.engines.map(\.id))
+        for id in engines.keys.sorted() where !wantedEngines.contains(id) { result.append(.deleteEngine(id: id)) }
+        return result
+    }
+
+    /// Node allocations in the session table and indexes so far (inherited by copies): the
+    /// difference across one `applying` is the storage that change copied.
+    var storageAllocations: Int {
+        sessionTable.allocations + n3Index.allocations + ueIPv4Index.allocations + ueIPv6Index.allocations
+            + ueIPv6Cover.allocations + engineUsers.values.reduce(0) { $0 + $1.allocations }
+            + applicationUsers.values.reduce(0) { $0 + $1.allocations }
+    }
+
+    // MARK: Single changes (callers discard the state when one throws)
+
+    mutating func putEngine(_ engine: Engine, _ path: String, _ limits: PolicyLimits) throws(PolicyError) {
+        if engines[engine.id] == engine { return }
+        try Check.engine(engine, path)
+        if engines[engine.id] == nil && engines.count >= limits.maxEngines {
+            throw Check.fail(PolicyError.Code.tableFull, path,
+                             "engines table full: \(engines.count) of \(limits.maxEngines)")
+        }
+        engines[engine.id] = engine
+    }
+
+    mutating func deleteEngine(_ id: String, _ path: String) throws(PolicyError) {
+        guard engines[id] != nil else {
+            throw Check.fail(PolicyError.Code.notFound, path, "there is no engine '\(id)'")
+        }
+        if let users = engineUsers[id], let example = users.first?.key {
+            throw Check.fail(PolicyError.Code.inUse, path,
+                             "engine '\(id)' is still steered to by \(users.count) session(s), e.g. SEID \(example)")
+        }
+        engines[id] = nil
+    }
+
+    mutating func putApplication(_ application: Application, _ path: String, _ limits: PolicyLimits) throws(PolicyError) {
+        if applications[application.id] == application { return }
+        try Check.application(application, path, limits)
+        if applications[application.id] == nil && applications.count >= limits.maxApplications {
+            throw Check.fail(PolicyError.Code.tableFull, path,
+                             "applications table full: \(applications.count) of \(limits.maxApplications)")
+        }
+        applications[application.id] = application
+    }
+
+    mutating func deleteApplication(_ id: String, _ path: String) throws(PolicyError) {
+        guard applications[id] != nil else {
+            throw Check.fail(PolicyError.Code.notFound, path, "there is no application '\(id)'")
+        }
+        if let users = applicationUsers[id], let example = users.first?.key {
+            throw Check.fail(PolicyError.Code.inUse, path,
+                             "application '\(id)' is still named by \(users.count) session(s), e.g. SEID \(example)")
+        }
+        applications[id] = nil
+    }
+
+    mutating func deleteSession(_ seid: UInt64, _ path: String) throws(PolicyError) {
+        guard let stored = sessionTable.removeValue(forKey: seid) else {
+            throw Check.fail(PolicyError.Code.notFound, path, "there is no session with SEID \(seid)")
+        }
+        unindex(seid, stored.keys)
+    }
+
+    mutating func putSession(_ session: Session, _ path: String, _ limits: PolicyLimits) throws(PolicyError) {
+        let old = sessionTable[session.seid]
+        if old?.session == session { return }
+        let keys = try Check.session(session, path, limits)
+        for (id, refPath) in keys.engines where engines[id] == nil {
+            throw Check.fail(PolicyError.Code.danglingReference, refPath,
+                             "session \(session.seid) steers to engine '\(id)', which does not exist")
+        }
+        for (id, refPath) in keys.applications where applications[id] == nil {
+            throw Check.fail(PolicyError.Code.danglingReference, refPath,
+                             "session \(session.seid) names application '\(id)', which does not exist")
+        }
+        if let old {
+            unindex(session.seid, old.keys)
+        } else if sessionTable.count >= limits.maxSessions {
+            throw Check.fail(PolicyError.Code.tableFull, path,
+                             "sessions table full: \(sessionTable.count) of \(limits.maxSessions)")
+        }
+        try checkCollisions(session, keys, path)
+        index(session.seid, keys)
+        sessionTable.updateValue(Stored(session: session, keys: keys), forKey: session.seid)
+    }
+
+    private mutating func checkCollisions(_ session: Session, _ keys: SessionKeys, _ path: String) throws(PolicyError) {
+        if let other = n3Index[keys.n3.teid] {
+            throw Check.fail(PolicyError.Code.collision, "\(path).n3.teid",
+                             "session \(session.seid): local N3 TEID \(keys.n3.teid) is already used by session \(other) "
+                             + "(TEIDs are unique per UPF, whatever the N3 address)")
+        }
+        if let ue = keys.ueIPv4, let other = ueIPv4Index[ue] {
+            throw Check.fail(PolicyError.Code.collision, "\(path).ue_ipv4",
+                             "session \(session.seid): UE address \(ue) is already used by session \(other)")
+        }
+        if let prefix = keys.ueIPv6 {
+            for length in ueIPv6Lengths.keys where length <= prefix.length {
+                let covering = IPPrefix(address: prefix.address, length: length)
+                if let other = ueIPv6Index[covering] {
+                    let what = covering == prefix ? "is already used by" : "lies inside \(covering) of"
+                    throw Check.fail(PolicyError.Code.collision, "\(path).ue_ipv6",
+                                     "session \(session.seid): UE prefix \(prefix) \(what) session \(other)")
+                }
+            }
+            if ueIPv6Lengths.keys.contains(where: { $0 > prefix.length }) {
+                addCoverLength(prefix.length)
+                if ueIPv6Cover[prefix] != nil {
+                    // Error path only: find one of the prefixes inside (O(n)).
+                    let inside = ueIPv6Index.first(where: { prefix.length < $0.key.length && prefix.contains($0.key.address) })
+                    let example = inside.map { "\($0.key) of session \($0.value)" } ?? "another session's prefix"
+                    throw Check.fail(PolicyError.Code.collision, "\(path).ue_ipv6",
+                                     "session \(session.seid): UE prefix \(prefix) contains \(example)")
+                }
+            }
+        }
+    }
+
+    /// Makes `ueIPv6Cover` count, under every prefix of `length`, the UE prefixes longer than it:
+    /// one pass over the prefixes the first time a length is needed.
+    private mutating func addCoverLength(_ length: UInt8) {
+        guard !coverLengths.contains(length) else { return }
+        coverLengths.append(length)
+        fullPasses += 1
+        for (prefix, _) in ueIPv6Index where prefix.length > length {
+            let key = IPPrefix(address: prefix.address, length: length)
+            ueIPv6Cover.updateValue((ueIPv6Cover[key] ?? 0) + 1, forKey: key)
+        }
+    }
+
+    private mutating func index(_ seid: UInt64, _ keys: SessionKeys) {
+        n3Index.updateValue(seid, forKey: keys.n3.teid)
+        if let ue = keys.ueIPv4 { ueIPv4Index.updateValue(seid, forKey: ue) }
+        if let prefix = keys.ueIPv6 {
+            ueIPv6Index.updateValue(seid, forKey: prefix)
+            ueIPv6Lengths[prefix.length, default: 0] += 1
+            for length in coverLengths where length < prefix.length {
+                let key = IPPrefix(address: prefix.address, length: length)
+                ueIPv6Cover.updateValue((ueIPv6Cover[key] ?? 0) + 1, forKey: key)
+            }
+        }
+        for (engine, _) in keys.engines { engineUsers[engine, default: PersistentMap()].updateValue((), forKey: seid) }
+        for (app, _) in keys.applications { applicationUsers[app, default: PersistentMap()].updateValue((), forKey: seid) }
+    }
+
+    private mutating func unindex(_ seid: UInt64, _ keys: SessionKeys) {
+        n3Index.removeValue(forKey: keys.n3.teid)
+        if let ue = keys.ueIPv4 { ueIPv4Index.removeValue(forKey: ue) }
+        if let prefix = keys.ueIPv6 {
+            ueIPv6Index.removeValue(forKey: prefix)
+            ueIPv6Lengths[prefix.length, default: 1] -= 1
+            if ueIPv6Lengths[prefix.length] == 0 { ueIPv6Lengths[prefix.length] = nil }
+            for length in coverLengths where length < prefix.length {
+                let key = IPPrefix(address: prefix.address, length: length)
+                let count = (ueIPv6Cover[key] ?? 1) - 1
+                if count == 0 { ueIPv6Cover.removeValue(forKey: key) } else { ueIPv6Cover.updateValue(count, forKey: key) }
+            }
+        }
+        for (engine, _) in keys.engines {
+            engineUsers[engine]?.removeValue(forKey: seid)
+            if engineUsers[engine]?.isEmpty == true { engineUsers[engine] = nil }
+        }
+        for (app, _) in keys.applications {
+            applicationUsers[app]?.removeValue(forKey: seid)
+            if applicationUsers[app]?.isEmpty == true { applicationUsers[app] = nil }
+        }
+    }
+}

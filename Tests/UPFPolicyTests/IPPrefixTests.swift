@@ -1,0 +1,24 @@
+import Testing
+import UPFPackets
+@testable import UPFPolicy
+
+@Suite struct IPPrefixTests {
+    @Test func parsing() throws {
+        let v4 = try #require(IPPrefix("10.0.0.0/8"))
+        #expect(v4.isIPv4 && v4.familyLength == 8 && v4.length == 104 && v4.description == "10.0.0.0/8")
+        #expect(v4.contains(IPAddress("10.255.1.2")!) && !v4.contains(IPAddress("11.0.0.1")!))
+        #expect(!v4.contains(IPAddress("::a00:1")!))
+        let host = try #require(IPPrefix("192.0.2.1"))
+        #expect(host.familyLength == 32 && host == IPPrefix(host: IPAddress("192.0.2.1")!))
+        let v6 = try #require(IPPrefix("2001:db8::/32"))
+        #expect(!v6.isIPv4 && v6.familyLength == 32 && v6.description == "2001:db8::/32")
+        #expect(IPPrefix("0.0.0.0/0")?.contains(IPAddress("1.2.3.4")!) == true)
+        #expect(IPPrefix("0.0.0.0/0")?.contains(IPAddress("2001:db8::1")!) == false)
+        #expect(IPPrefix("::/0")?.contains(IPAddress("2001:db8::1")!) == true)
+        for bad in ["10.0.0.0/33", "10.0.0.1/8", "::1/129", "10.0.0.0/", "x/8", "10.0.0.0/08x", ""] {
+            #expect(IPPrefix(bad) == nil, "\(bad)")
+        }
+        #expect(IPPrefix("2001:db8:1::/48")!.overlaps(IPPrefix("2001:db8:1:2::/64")!))
+        #expect(!IPPrefix("2001:db8:1::/48")!.overlaps(IPPrefix("2001:db8:2::/64")!))
+    }
+}
