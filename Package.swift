@@ -14,12 +14,16 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "upf-replay", targets: ["upf-replay"]),
+        .executable(name: "upfd", targets: ["upfd"]),
+        .executable(name: "upfctl", targets: ["upfctl"]),
         .library(name: "UPFPackets", targets: ["UPFPackets"]),
         .library(name: "UPFCapture", targets: ["UPFCapture"]),
         .library(name: "UPFDPDK", targets: ["UPFDPDK"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
@@ -36,6 +40,18 @@ let package = Package(
         // The policy model (PFCP names), its validation with precise errors, and its compilation
         // into the numeric form the fast path walks.
         .target(name: "UPFPolicy", dependencies: ["UPFPackets", "Yams"]),
+        // Per-worker fast-path state: session tables with RCU-published updates, the classifier.
+        .target(name: "UPFDatapath", dependencies: ["UPFPackets", "UPFPolicy"]),
+        // The control thread: the Unix socket, its protocol, persistence, events. Never touches a packet.
+        .target(
+            name: "UPFControl",
+            dependencies: [
+                "UPFPolicy", "UPFDatapath",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // Capture files in and out, through libpcap.
         .target(name: "UPFCapture", dependencies: ["CPcap", "UPFPackets"]),
         // DPDK-backed EAL, mempools, ports and lcores for Swift callers.
@@ -52,8 +68,25 @@ let package = Package(
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
+        .executableTarget(
+            name: "upfd",
+            dependencies: [
+                "UPFControl", "UPFPolicy", "UPFDatapath",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "upfctl",
+            dependencies: [
+                "UPFPolicy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(name: "UPFPacketsTests", dependencies: ["UPFPackets"]),
         .testTarget(name: "UPFPolicyTests", dependencies: ["UPFPolicy"]),
+        .testTarget(name: "UPFDatapathTests", dependencies: ["UPFDatapath", "UPFPolicy", "UPFPackets"]),
+        .testTarget(name: "UPFControlTests", dependencies: ["UPFControl", "UPFPolicy", "UPFDatapath"]),
         .testTarget(name: "UPFCaptureTests", dependencies: ["UPFCapture", "UPFPackets"]),
         // Runs the built executables as subprocesses (EAL initialises once per process) and
         // checks them against tshark and scapy.

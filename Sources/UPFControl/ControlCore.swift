@@ -1,0 +1,598 @@
+// The policy owner: one serial executor (a dedicated NIO event loop, its own thread) holds the
+// validated `PolicyState`, drives the data path's tables and the state store, and answers the
+// requests the server hands it.
+//
+// Why one executor: every change is validated against the state the previous change left, tables
+// are written by a single writer (the data path's readers never lock), and the order of the journal
+// is the order of application. Why a thread of its own rather than the I/O loop: an fdatasync or
+// a large batch must not delay the reading and framing of other clients.
+//
+// A batch goes: validate all of it (PolicyState.applying — nothing changes on error) → compile
+// and put/delete every changed session in the tables (plus sessions whose engine or application
+// changed) → reclaim retired entries → journal it (fdatasync) → adopt the new state and version →
+// publish `policy_applied`. A failure in the tables or the journal undoes the tables and leaves
+// the state as it was.
+
+import Logging
+import NIOCore
+import Synchronization
+import UPFPolicy
+
+/// The data path's session tables as the policy owner drives them: compile and install one
+/// session, remove one, reclaim retired entries. Called on the policy owner's thread only.
+public protocol DatapathTables: AnyObject {
+    /// Compiles `session` against `state` (its engines and applications) and installs it,
+    /// replacing any entry with the same SEID.
+    func install(_ session: Session, in state: PolicyState) throws
+    func remove(seid: UInt64) throws
+    /// Frees entries retired by earlier installs and removals once no reader can see them.
+    func reclaim()
+    /// Sessions the tables can hold.
+    var capacity: Int { get }
+    /// Memory one session costs in the tables (for `stats`).
+    var bytesPerSession: Int { get }
+    /// Memory the tables take now.
+    var memoryBytes: Int { get }
+}
+
+public struct ControlCoreConfiguration: Sendable {
+    public var limits: PolicyLimits
+    public var softwareVersion: String
+
+    public init(limits: PolicyLimits = PolicyLimits(), softwareVersion: String = UPFDVersion.current) {
+        self.limits = limits
+        self.softwareVersion = softwareVersion
+    }
+}
+
+public enum UPFDVersion {
+    /// The software version reported by `version` and `upfd --version`.
+    public static let current = "0.1.0"
+}
+
+public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
+    // @unchecked: every mutable member below is touched only on `loop` (asserted), except the
+    // atomics and the Sendable collaborators.
+
+    public let loop: any EventLoop
+    let configuration: ControlCoreConfiguration
+    let bus: EventBus
+    let metrics: ControlMetrics
+    let logger: Logger
+    private let startedAt = ContinuousClock.now
+    private let versionAtomic = Atomic<UInt64>(0)
+
+    private var state = PolicyState()
+    private let tables: any DatapathTables
+    private let store: StateStore?
+    private var engineStates: [String: String] = [:]
+    private var sortedSEIDs: [UInt64]?
+    private var degraded: [String: String] = [:]
+    private var loaded = false
+
+    /// `store` nil: no persistence (tests). Call `load()` before serving.
+    public init(configuration: ControlCoreConfiguration, tables: any DatapathTables, store: StateStore?,
+                bus: EventBus, metrics: ControlMetrics, loop: any EventLoop, logger: Logger) {
+        self.configuration = configuration
+        self.tables = tables
+        self.store = store
+        self.bus = bus
+        self.metrics = metrics
+        self.loop = loop
+        self.logger = logger
+    }
+
+    public var currentVersion: UInt64 { versionAtomic.load(ordering: .acquiring) }
+
+    // MARK: start and stop
+
+    /// Reads the persisted policy, validates it under the configured limits and installs every
+    /// session in the tables. Throws `StateFileError` (naming the file) or `ControlError`.
+    public func load() -> EventLoopFuture<Void> {
+        loop.submit { try self.loadOnLoop() }
+    }
+
+    private func loadOnLoop() throws {
+        loop.preconditionInEventLoop()
+        let limits = configuration.limits
+        if let store {
+            let loaded = try store.load(
+                start: { policy, version throws(PolicyError) in try PolicyState.validated(policy, limits: limits, version: version) },
+                apply: { state, changes, _ throws(PolicyError) in try state.applying(changes, limits: limits).0 })
+            state = loaded.state
+            if loaded.droppedTornTail {
+                logger.warning("dropped a torn last journal line (a request that was never acknowledged)",
+                               metadata: ["file": "\(store.journalPath)"])
+            }
+            logger.info("policy restored", metadata: [
+                "file": "\(store.snapshotPath)", "version": "\(loaded.version)",
+                "sessions": "\(state.sessionCount)", "journal_entries": "\(loaded.replayed)",
+            ])
+        }
+        var installed = 0
+        do {
+            try state.forEachSession { session in
+                try tables.install(session, in: state)
+                installed += 1
+            }
+        } catch {
+            throw ControlError(ControlError.Code.datapathFailed,
+                               "cannot install the restored policy in the session tables after \(installed) sessions: \(error)")
+        }
+        tables.reclaim()
+        for id in state.engines.keys { engineStates[id] = "configured" }
+        versionAtomic.store(state.version, ordering: .releasing)
+        loaded = true
+        if let store, store.shouldCompact { compact(store) }
+    }
+
+    /// Folds the journal into a fresh snapshot so the next start reads one file.
+    public func shutdown() -> EventLoopFuture<Void> {
+        loop.submit {
+            guard self.loaded, let store = self.store else { return }
+            do {
+                try store.compact(policy: self.state.policy, version: self.state.version)
+            } catch {
+                self.logger.error("cannot write the snapshot at shutdown (the journal still holds every change): \(error)")
+            }
+        }
+    }
+
+    /// Closes the state store (releasing its lock); no request changes anything afterwards.
+    public func release() -> EventLoopFuture<Void> {
+        loop.submit {
+            self.loaded = false
+            self.store?.closeJournal()
+        }
+    }
+
+    // MARK: requests
+
+    public func handle(_ request: ControlRequest) -> EventLoopFuture<ControlReply> {
+        loop.submit { () throws -> ControlReply in
+            do {
+                return try self.handleOnLoop(request)
+            } catch let error as ControlError {
+                throw error
+            } catch {
+                throw ControlError(ControlError.Code.internalError, "\(error)")
+            }
+        }
+    }
+
+    /// Synchronous form for callers already on the loop (tests, the data path's reports).
+    func handleOnLoop(_ request: ControlRequest) throws(ControlError) -> ControlReply {
+        loop.preconditionInEventLoop()
+        guard loaded else { throw ControlError(ControlError.Code.internalError, "the policy is not loaded yet") }
+        switch request {
+        case .apply(let changes):
+            return try commit(changes, pathPrefix: "")
+        case .policyPut(let policy, let replace):
+            return try putPolicy(policy, replace: replace)
+        case .sessionPut(let session):
+            return try commit([.putSession(session)], rewrite: ("changes[0].session", "session"))
+        case .sessionDelete(let seid):
+            return try commit([.deleteSession(seid: seid)], rewrite: ("changes[0].seid", "seid"))
+        case .enginePut(let engine):
+            return try commit([.putEngine(engine)], rewrite: ("changes[0].engine", "engine"))
+        case .engineDelete(let id):
+            return try commit([.deleteEngine(id: id)], rewrite: ("changes[0].id", "engine_id"))
+        case .policyGet:
+            return ControlReply(version: state.version, [("policy", Self.raw(state.policy))])
+        case .sessionGet(let seid):
+            guard let session = state.session(seid: seid) else {
+                throw ControlError(ControlError.Code.notFound, "there is no session with SEID \(seid)", path: "seid")
+            }
+            return ControlReply(version: state.version, [("session", Self.raw(session))])
+        case .sessionList(let after, let limit):
+            return listSessions(after: after, limit: limit)
+        case .engineList:
+            let engines = state.engines.values.sorted { $0.id < $1.id }.map { engine -> JSONValue in
+                .object([
+                    ("id", .string(engine.id)),
+                    ("state", .string(engineStates[engine.id] ?? "configured")),
+                    ("sessions", .int(state.seids(usingEngine: engine.id).count)),
+                    ("engine", Self.raw(engine)),
+                ])
+            }
+            return ControlReply(version: state.version, [("engines", .array(engines))])
+        case .stats:
+            return ControlReply(version: state.version, stats())
+        case .health:
+            let status = degraded.isEmpty ? "ok" : "degraded"
+            var fields: [(String, JSONValue)] = [
+                ("status", .string(status)),
+                ("control", .string("running")),
+                ("datapath", .string("not_running")),
+            ]
+            if !degraded.isEmpty {
+                fields.append(("problems", .object(degraded.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+            }
+            return ControlReply(version: state.version, fields)
+        case .version:
+            return ControlReply(version: state.version, [
+                ("software", .string(configuration.softwareVersion)),
+                ("policy_version", .int(state.version)),
+                ("protocol", .int(1)),
+            ])
+        case .events:
+            return ControlReply(version: state.version, [("subscribed", .bool(true))])
+        }
+    }
+
+    /// `policy.put`: the changes that make the policy hold everything in `policy` (and, with
+    /// `replace`, nothing else), as one batch. Errors name the document's fields
+    /// (`policy.sessions[2].n3`), not the generated changes.
+    private func putPolicy(_ policy: Policy, replace: Bool) throws(ControlError) -> ControlReply {
+        try Self.checkUniqueIDs(policy)
+        var target = policy
+        if !replace {
+            // Keep what the document does not name.
+            let current = state.policy
+            let engineIDs = Set(policy.engines.map(\.id))
+            let applicationIDs = Set(policy.applications.map(\.id))
+            let seids = Set(policy.sessions.map(\.seid))
+            target.engines += current.engines.filter { !engineIDs.contains($0.id) }
+            target.applications += current.applications.filter { !applicationIDs.contains($0.id) }
+            target.sessions += current.sessions.filter { !seids.contains($0.seid) }
+        }
+        let changes = state.changes(toReach: target)
+        return try commit(changes, pathPrefix: "", describeChange: { index in
+            Self.documentPath(of: changes[index], in: policy)
+        })
+    }
+
+    /// `state.changes(toReach:)` would let a later duplicate win silently.
+    private static func checkUniqueIDs(_ policy: Policy) throws(ControlError) {
+        func check<ID: Hashable>(_ ids: [ID], _ list: String, _ field: String, _ what: String) throws(ControlError) {
+            var first: [ID: Int] = [:]
+            for (i, id) in ids.enumerated() {
+                if let earlier = first[id] {
+                    throw ControlError(PolicyError.Code.duplicateID,
+                                       "\(what) \(id) is used twice (\(list)[\(earlier)] and \(list)[\(i)])",
+                                       path: "policy.\(list)[\(i)].\(field)")
+                }
+                first[id] = i
+            }
+        }
+        try check(policy.engines.map(\.id), "engines", "id", "engine id")
+        try check(policy.applications.map(\.id), "applications", "id", "application id")
+        try check(policy.sessions.map(\.seid), "sessions", "seid", "SEID")
+    }
+
+    /// Where the object a generated change comes from sits in the `policy` document; deletions
+    /// (made by `replace`) have no place in it and are reported against `policy`.
+    private static func documentPath(of change: PolicyChange, in policy: Policy) -> String {
+        switch change {
+        case .putSession(let session):
+            return policy.sessions.firstIndex { $0.seid == session.seid }.map { "policy.sessions[\($0)]" } ?? "policy"
+        case .putEngine(let engine):
+            return policy.engines.firstIndex { $0.id == engine.id }.map { "policy.engines[\($0)]" } ?? "policy"
+        case .putApplication(let application):
+            return policy.applications.firstIndex { $0.id == application.id }.map { "policy.applications[\($0)]" } ?? "policy"
+        case .deleteSession, .deleteEngine, .deleteApplication:
+            return "policy"
+        }
+    }
+
+    // MARK: committing a batch
+
+    private func commit(_ changes: [PolicyChange], rewrite: (String, String)) throws(ControlError) -> ControlReply {
+        do {
+            return try commit(changes, pathPrefix: "")
+        } catch {
+            var error = error
+            if error.path.hasPrefix(rewrite.0) {
+                error.path = rewrite.1 + error.path.dropFirst(rewrite.0.count)
+            } else if error.path.hasPrefix("changes[0]") {
+                error.path = rewrite.1
+            }
+            throw error
+        }
+    }
+
+    private func commit(_ changes: [PolicyChange], pathPrefix: String,
+                        describeChange: ((Int) -> String)? = nil) throws(ControlError) -> ControlReply {
+        let before = state
+        let next: PolicyState
+        let delta: PolicyDelta
+        do {
+            (next, delta) = try before.applying(changes, limits: configuration.limits)
+        } catch {
+            var converted = ControlError(error, under: pathPrefix)
+            if let describeChange, let (index, rest) = Self.splitChangePath(converted.path) {
+                let base = describeChange(index)
+                converted.path = base == "policy" ? base : base + rest
+            }
+            throw converted
+        }
+        // A batch that changes nothing (the same request twice) is answered without a new version.
+        if delta.isEmpty {
+            return ControlReply(version: before.version, [("changed", .bool(false))])
+        }
+
+        var writer = TableWriter(tables: tables, before: before)
+        var failedChange = 0
+        do {
+            try writer.follow(changes, limits: configuration.limits, failedChange: &failedChange)
+        } catch {
+            logger.error("session tables refused a validated batch; rolling back", metadata: ["error": "\(error)"])
+            rollBack(&writer)
+            var refused = error as? ControlError
+                ?? ControlError(ControlError.Code.datapathFailed, "the session tables refused the change (\(error))")
+            refused.message += "; nothing was applied"
+            refused.path = describeChange.map { $0(failedChange) }
+                ?? joinPath(pathPrefix, "changes[\(failedChange)]" + Self.argumentName(changes[failedChange]))
+            throw refused
+        }
+
+        if let store {
+            do {
+                try store.append(version: next.version, changes: changes)
+            } catch {
+                logger.error("cannot journal an applied batch; rolling back", metadata: ["error": "\(error)"])
+                rollBack(&writer)
+                degraded["persistence"] = error.description
+                throw ControlError(ControlError.Code.persistFailed, "\(error); nothing was applied")
+            }
+            degraded["persistence"] = nil
+        }
+        tables.reclaim()
+
+        state = next
+        if !delta.putSessions.isEmpty || !delta.deletedSessions.isEmpty { sortedSEIDs = nil }
+        versionAtomic.store(next.version, ordering: .releasing)
+        for engine in delta.putEngines where engineStates[engine.id] == nil {
+            engineStates[engine.id] = "configured"
+            bus.publish(.engineState(id: engine.id, state: "configured"))
+        }
+        for id in delta.deletedEngines {
+            engineStates[id] = nil
+            bus.publish(.engineState(id: id, state: "removed"))
+        }
+        bus.publish(.policyApplied(version: next.version, sessions: next.sessionCount, engines: next.engines.count))
+        if let store, store.shouldCompact { compact(store) }
+
+        return ControlReply(version: next.version, [
+            ("changed", .bool(true)),
+            ("delta", .object([
+                ("put_sessions", .int(delta.putSessions.count)),
+                ("deleted_sessions", .int(delta.deletedSessions.count)),
+                ("put_engines", .int(delta.putEngines.count)),
+                ("deleted_engines", .int(delta.deletedEngines.count)),
+                ("put_applications", .int(delta.putApplications.count)),
+                ("deleted_applications", .int(delta.deletedApplications.count)),
+                ("table_writes", .int(writer.writes)),
+            ])),
+        ])
+    }
+
+    /// `changes[3].session.n3.teid` → (3, `.n3.teid`).
+    static func splitChangePath(_ path: String) -> (Int, Substring)? {
+        guard path.hasPrefix("changes["), let close = path.firstIndex(of: "]") else { return nil }
+        let digits = path[path.index(path.startIndex, offsetBy: 8)..<close]
+        guard let index = Int(digits) else { return nil }
+        var rest = path[path.index(after: close)...]
+        if rest.hasPrefix(".") {
+            // Skip the change's own argument name (session, engine, application, seid, id).
+            let afterDot = rest.index(after: rest.startIndex)
+            let end = rest[afterDot...].firstIndex { $0 == "." || $0 == "[" } ?? rest.endIndex
+            rest = rest[end...]
+        }
+        return (index, rest)
+    }
+
+    /// `.session` for a session put, etc.: where a change's argument sits in `changes[i]`.
+    static func argumentName(_ change: PolicyChange) -> String {
+        switch change {
+        case .putSession: ".session"
+        case .deleteSession: ".seid"
+        case .putEngine: ".engine"
+        case .putApplication: ".application"
+        case .deleteEngine, .deleteApplication: ".id"
+        }
+    }
+
+    private func rollBack(_ writer: inout TableWriter) {
+        let failures = writer.undo()
+        tables.reclaim()
+        if let failure = failures.first {
+            // The tables no longer match the policy: say so in `health` until a restart.
+            degraded["tables"] = failure
+            logger.critical("session table rollback failed", metadata: ["error": "\(failure)"])
+        }
+    }
+
+    private func compact(_ store: StateStore) {
+        do {
+            try store.compact(policy: state.policy, version: state.version)
+            logger.info("state snapshot written", metadata: ["file": "\(store.snapshotPath)", "version": "\(state.version)"])
+        } catch {
+            // Not fatal: the journal still holds every change; the next batch retries.
+            logger.warning("cannot write the state snapshot: \(error)")
+        }
+    }
+
+    // MARK: reads
+
+    private func listSessions(after: UInt64?, limit: Int) -> ControlReply {
+        if sortedSEIDs == nil {
+            var seids: [UInt64] = []
+            seids.reserveCapacity(state.sessionCount)
+            state.forEachSession { seids.append($0.seid) }
+            sortedSEIDs = seids.sorted()
+        }
+        let seids = sortedSEIDs ?? []
+        var start = 0
+        if let after {
+            // First SEID greater than the cursor.
+            var low = 0, high = seids.count
+            while low < high {
+                let mid = (low + high) / 2
+                if seids[mid] <= after { low = mid + 1 } else { high = mid }
+            }
+            start = low
+        }
+        let end = min(seids.count, start + limit)
+        let page = seids[start..<end].compactMap { state.session(seid: $0) }
+        let next: JSONValue = end < seids.count && end > start ? .string(String(seids[end - 1])) : .null
+        return ControlReply(version: state.version, [
+            ("sessions", .array(page.map { Self.raw($0) })),
+            ("next_cursor", next),
+            ("total", .int(seids.count)),
+        ])
+    }
+
+    private func stats() -> [(String, JSONValue)] {
+        let m = metrics.snapshot
+        let uptime = ContinuousClock.now - startedAt
+        let limits = configuration.limits
+        return [
+            ("sessions", .int(state.sessionCount)),
+            ("engines", .int(state.engines.count)),
+            ("applications", .int(state.applications.count)),
+            ("policy_version", .int(state.version)),
+            ("table", .object([
+                ("capacity", .int(min(tables.capacity, limits.maxSessions))),
+                ("bytes_per_session", .int(tables.bytesPerSession)),
+                ("memory_bytes", .int(tables.memoryBytes)),
+            ])),
+            ("limits", .object([
+                ("max_sessions", .int(limits.maxSessions)),
+                ("max_rules_per_session", .int(limits.maxRulesPerSession)),
+                ("max_engines", .int(limits.maxEngines)),
+                ("max_applications", .int(limits.maxApplications)),
+                ("max_filter_entries", .int(limits.maxFilterEntries)),
+            ])),
+            ("requests", .object([
+                ("ok", .int(m.requestsOK)),
+                ("failed", .int(m.requestsFailed)),
+                ("applied", .int(m.applied)),
+                ("refused", .int(m.failed)),
+            ])),
+            ("errors", .object(m.errorsByCode.sorted { $0.key < $1.key }.map { ($0.key, .int($0.value)) })),
+            ("clients", .object([
+                ("connected", .int(m.connectedClients)),
+                ("accepted", .int(m.connectionsAccepted)),
+                ("refused", .int(m.connectionsRefused)),
+            ])),
+            ("events", .object([
+                ("subscribers", .int(bus.subscriberCount)),
+                ("published", .int(bus.publishedCount)),
+                ("dropped", .int(bus.droppedCount)),
+            ])),
+            ("uptime_seconds", .int(uptime.components.seconds)),
+        ]
+    }
+
+    /// The policy in force. On the loop.
+    func snapshotPolicy() -> Policy {
+        loop.preconditionInEventLoop()
+        return state.policy
+    }
+
+    // MARK: reports from the data path
+
+    /// Records an engine's liveness as the data path sees it and publishes `engine_state`.
+    public func reportEngineState(id: String, state newState: String) {
+        loop.execute {
+            guard self.state.engines[id] != nil, self.engineStates[id] != newState else { return }
+            self.engineStates[id] = newState
+            self.bus.publish(.engineState(id: id, state: newState))
+        }
+    }
+
+    /// A policy value as compact JSON with sorted keys (the model's own encoding).
+    static func raw<T: Encodable>(_ value: T) -> JSONValue {
+        .raw(String(decoding: PolicyCoding.json(value), as: UTF8.self))
+    }
+}
+
+/// Writes one batch into the tables in the order the batch was validated, and remembers what
+/// each write replaced so the batch can be undone.
+///
+/// Why change by change rather than the net delta: the batch was validated change by change, so
+/// an intermediate state is what makes a later change valid (delete session A, then give its TEID
+/// to session B). Written as a net delta, B's put would meet A's TEID still in the tables.
+struct TableWriter {
+    let tables: any DatapathTables
+    let before: PolicyState
+    /// What the tables hold for each SEID written so far (nil inside = absent), with the state it
+    /// was compiled against.
+    private var current: [UInt64: (Session, PolicyState)?] = [:]
+    private var log: [(seid: UInt64, previous: (Session, PolicyState)?)] = []
+    private(set) var writes = 0
+
+    init(tables: any DatapathTables, before: PolicyState) {
+        self.tables = tables
+        self.before = before
+    }
+
+    private func content(_ seid: UInt64) -> (Session, PolicyState)? {
+        if let written = current[seid] { return written }
+        return before.session(seid: seid).map { ($0, before) }
+    }
+
+    private mutating func install(_ session: Session, in state: PolicyState) throws {
+        let previous = content(session.seid)
+        try tables.install(session, in: state)
+        log.append((session.seid, previous))
+        current[session.seid] = .some((session, state))
+        writes += 1
+    }
+
+    private mutating func remove(_ seid: UInt64) throws {
+        let previous = content(seid)
+        try tables.remove(seid: seid)
+        log.append((seid, previous))
+        current[seid] = .some(nil)
+        writes += 1
+    }
+
+    /// Re-applies `changes` one at a time (each O(1); they already validated as a batch) and
+    /// writes what each one changed. Sessions steering to a changed engine or naming a changed
+    /// application are recompiled.
+    mutating func follow(_ changes: [PolicyChange], limits: PolicyLimits, failedChange: inout Int) throws {
+        var step = before
+        for (index, change) in changes.enumerated() {
+            failedChange = index
+            let (after, delta) = try step.applying([change], limits: limits)
+            switch change {
+            case .putSession(let session) where !delta.putSessions.isEmpty:
+                try install(session, in: after)
+            case .deleteSession(let seid):
+                try remove(seid)
+            case .putEngine(let engine) where !delta.putEngines.isEmpty && step.engines[engine.id] != nil:
+                for seid in after.seids(usingEngine: engine.id).sorted() {
+                    if let session = after.session(seid: seid) { try install(session, in: after) }
+                }
+            case .putApplication(let application) where !delta.putApplications.isEmpty && step.applications[application.id] != nil:
+                for seid in after.seids(usingApplication: application.id).sorted() {
+                    if let session = after.session(seid: seid) { try install(session, in: after) }
+                }
+            default:
+                break  // no-op puts; new or deleted engines and applications (no session uses them yet / any more)
+            }
+            step = after
+        }
+    }
+
+    /// Puts back what each write replaced, newest first. Returns the failures (none expected).
+    mutating func undo() -> [String] {
+        var failures: [String] = []
+        for (seid, previous) in log.reversed() {
+            do {
+                if let (session, state) = previous {
+                    try tables.install(session, in: state)
+                } else {
+                    try tables.remove(seid: seid)
+                }
+            } catch {
+                failures.append("rollback of SEID \(seid) failed: \(error)")
+            }
+        }
+        log = []
+        current = [:]
+        return failures
+    }
+}

@@ -1,0 +1,63 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+import UPFDatapath
+
+/// The control plane assembled: the policy owner on a thread of its own, the socket server on
+/// another, the event bus between them. `upfd` runs one; tests run it in-process.
+public final class ControlService: Sendable {
+    public let bus = EventBus()
+    public let metrics = ControlMetrics()
+    public let core: ControlCore
+    public let server: ControlServer
+    private let ioGroup: MultiThreadedEventLoopGroup
+    private let ownerGroup: MultiThreadedEventLoopGroup
+    private let logger: Logger
+    private let stopped = Mutex(false)
+
+    /// `tables` nil: the data path's `SessionTables`, sized by `limits.max_sessions`.
+    /// `access` overrides the configured users (tests).
+    public init(configuration: ServiceConfiguration, tables: (any DatapathTables)? = nil,
+                persist: Bool = true, logger: Logger, access: AccessPolicy? = nil) {
+        self.logger = logger
+        // One thread owns the policy; one thread serves every connection (a control plane's
+        // load is a few requests per second, and the data path needs the cores).
+        ownerGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        ioGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let owner = ownerGroup.next()
+        // No workers read the tables in this build (the data path starts later): readers = 0.
+        let datapath = tables ?? DatapathSessionTables(
+            tables: SessionTables(capacity: configuration.limits.maxSessions, readers: 0))
+        core = ControlCore(configuration: ControlCoreConfiguration(limits: configuration.limits),
+                           tables: datapath,
+                           store: persist ? StateStore(path: configuration.stateFile) : nil,
+                           bus: bus, metrics: metrics, loop: owner, logger: logger)
+        var serverConfiguration = configuration.serverConfiguration()
+        if let access { serverConfiguration.access = access }
+        server = ControlServer(configuration: serverConfiguration, handler: core, bus: bus,
+                               metrics: metrics, group: ioGroup, logger: logger)
+    }
+
+    /// Restores the policy (throws `StateFileError` naming the file when it cannot) and opens the
+    /// socket (throws `SocketSetupError`).
+    public func start() throws {
+        try core.load().wait()
+        try server.start()
+    }
+
+    /// Closes the socket and every connection, writes a final snapshot (unless told not to),
+    /// stops the threads.
+    public func stop(writeSnapshot: Bool = true) {
+        let first = stopped.withLock { stopped in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return }
+        server.stop()
+        if writeSnapshot { try? core.shutdown().wait() }
+        try? core.release().wait()
+        try? ioGroup.syncShutdownGracefully()
+        try? ownerGroup.syncShutdownGracefully()
+    }
+}

@@ -1,0 +1,109 @@
+import UPFDatapath
+import UPFPolicy
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The data path's `SessionTables` behind `DatapathTables`: compiles each session and puts it,
+/// and keeps the engine id → index map that compiled steering actions refer to.
+///
+/// Engine indices are stable for as long as an engine exists (a session compiled earlier keeps
+/// pointing at the right engine), and reused only after the engine is gone — the policy refuses
+/// to delete an engine that sessions still steer to, so no compiled session names a freed index.
+/// `engineIndices` is what the data path's engine table will be keyed by.
+public final class DatapathSessionTables: DatapathTables {
+    public let tables: SessionTables
+    public private(set) var engineIndices: [String: Int] = [:]
+    private var freeIndices: [Int] = []
+    private var nextIndex = 0
+    /// How long a put may wait for the workers to pass a quiescent point before failing.
+    private let reclaimAttempts: Int
+
+    public init(tables: SessionTables, reclaimAttempts: Int = 2000) {
+        self.tables = tables
+        self.reclaimAttempts = reclaimAttempts
+    }
+
+    public var capacity: Int { tables.capacity }
+    public var bytesPerSession: Int {
+        Int(SessionTables.bytesPerSession(capacity: tables.capacity, spareRecords: tables.spareRecords).rounded(.up))
+    }
+    public var memoryBytes: Int { tables.reservedBytes }
+
+    public func install(_ session: Session, in state: PolicyState) throws {
+        let compiled = CompiledSession.compile(session, engines: engineIndices(for: session, in: state),
+                                               applications: state.applications)
+        if let note = compiled.notes.first {
+            // A validated session compiles cleanly; a note means the model and the compiler disagree.
+            throw ControlError(ControlError.Code.datapathFailed, "session \(session.seid) does not compile: \(note)")
+        }
+        try retryingReclaim { () throws(TableError) in try tables.put(compiled) }
+    }
+
+    public func remove(seid: UInt64) throws {
+        do {
+            try retryingReclaim { () throws(TableError) in try tables.delete(seid: seid) }
+        } catch TableError.notFound {
+            // Already absent: the goal of a removal (and of a rollback's removal) is met.
+        }
+    }
+
+    public func reclaim() {
+        _ = tables.reclaim()
+    }
+
+    /// The engine map for compiling `session`: indices are assigned when an engine is first
+    /// steered to, and freed (for reuse) when a new one is numbered after the engine left the
+    /// policy. O(actions) per session, so restoring a million sessions does not walk the engine
+    /// list a million times.
+    private func engineIndices(for session: Session, in state: PolicyState) -> [String: Int] {
+        var pruned = false
+        for action in session.actions {
+            guard let id = action.kind.engine, engineIndices[id] == nil, state.engines[id] != nil else { continue }
+            if !pruned {
+                // A new engine to number (rare): free the indices of engines that are gone first.
+                for gone in engineIndices.keys where state.engines[gone] == nil {
+                    if let index = engineIndices.removeValue(forKey: gone) { freeIndices.append(index) }
+                }
+                pruned = true
+            }
+            if let index = freeIndices.popLast() {
+                engineIndices[id] = index
+            } else {
+                engineIndices[id] = nextIndex
+                nextIndex += 1
+            }
+        }
+        return engineIndices
+    }
+
+    /// Retired versions wait for the workers' quiescent points (microseconds apart): reclaim and
+    /// retry for a bounded time before reporting the tables busy.
+    private func retryingReclaim(_ body: () throws(TableError) -> Void) throws {
+        var attempt = 0
+        while true {
+            do {
+                try body()
+                return
+            } catch .reclaimPending where attempt < reclaimAttempts {
+                attempt += 1
+                _ = tables.reclaim()
+                if attempt > 10 { usleep(50) }
+            } catch {
+                throw Self.controlError(error)
+            }
+        }
+    }
+
+    static func controlError(_ error: TableError) -> ControlError {
+        switch error {
+        case .full(let capacity):
+            ControlError(ControlError.Code.tableFull, "session table full (\(capacity) sessions)")
+        case .keyInUse:
+            ControlError(PolicyError.Code.collision, "session tables: \(error)")
+        default:
+            ControlError(ControlError.Code.datapathFailed, "session tables: \(error)")
+        }
+    }
+}

@@ -1,0 +1,67 @@
+// Splits a byte stream into newline-terminated lines with a hard bound on line length.
+//
+// The bound is enforced while bytes arrive, not when a newline finally shows up: a client sending
+// several megabytes without a newline is refused as soon as it passes the limit, and the framer
+// never holds more than `maxLineBytes` plus one read of unconsumed input.
+
+/// One framing step's outcome. A line's length counts every byte before its `\n`.
+public enum FramedLine: Equatable, Sendable {
+    /// A complete line, without its `\n` (and without a trailing `\r`, so `nc -C` works).
+    case line([UInt8])
+    /// The current line passed the limit; the connection must be refused and closed.
+    case tooLong
+}
+
+public struct LineFramer: Sendable {
+    public let maxLineBytes: Int
+    private var pending: [UInt8] = []
+    private var failed = false
+
+    public init(maxLineBytes: Int) {
+        precondition(maxLineBytes > 0)
+        self.maxLineBytes = maxLineBytes
+    }
+
+    /// Bytes held for an incomplete line.
+    public var bufferedCount: Int { pending.count }
+
+    /// Appends `bytes` and returns the lines they complete, in order. After `.tooLong` the framer
+    /// returns nothing more: the stream is no longer trusted to be in step.
+    public mutating func append<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> [FramedLine] {
+        guard !failed else { return [] }
+        var out: [FramedLine] = []
+        var start = bytes.startIndex
+        while start != bytes.endIndex {
+            guard let newline = bytes[start...].firstIndex(of: 0x0A) else {
+                pending.append(contentsOf: bytes[start...])
+                if pending.count > maxLineBytes { return fail(out) }
+                break
+            }
+            let piece = bytes[start..<newline]
+            if pending.count + piece.count > maxLineBytes { return fail(out) }
+            var line = pending
+            line.append(contentsOf: piece)
+            pending.removeAll(keepingCapacity: pending.count <= 4096)
+            if line.last == 0x0D { line.removeLast() }
+            out.append(.line(line))
+            start = bytes.index(after: newline)
+        }
+        return out
+    }
+
+    /// At end of input: the unterminated last line, if any (clients like `printf … | nc -U` omit
+    /// the final newline).
+    public mutating func finish() -> FramedLine? {
+        guard !failed, !pending.isEmpty else { return nil }
+        var line = pending
+        pending = []
+        if line.last == 0x0D { line.removeLast() }
+        return .line(line)
+    }
+
+    private mutating func fail(_ soFar: [FramedLine]) -> [FramedLine] {
+        failed = true
+        pending = []
+        return soFar + [.tooLong]
+    }
+}

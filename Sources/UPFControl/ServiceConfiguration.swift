@@ -1,0 +1,196 @@
+// upfd's configuration file (YAML). Every field is optional and has the default shown in
+// `ServiceConfiguration.defaultYAML`; unknown fields and bad values stop start-up with the path of
+// the field, so a typo never silently runs with a default.
+
+import Foundation
+import Logging
+import NIOCore
+import UPFPolicy
+
+public struct ServiceConfiguration: Sendable, Equatable {
+    public struct Control: Sendable, Equatable {
+        public var socket = "/run/upfd/control.sock"
+        /// Names or numeric uids. Root and the service's own user are always allowed.
+        public var allowedUsers: [String] = []
+        /// Group given access to the socket (mode 0660) so that allowed users other than the
+        /// owner can reach it; nil = owner only (0600).
+        public var socketGroup: String?
+        public var maxLineBytes = 1 << 20
+        public var idleTimeoutSeconds: Double = 30
+        public var maxClients = 64
+        public var eventQueue = 1024
+    }
+
+    public var control = Control()
+    public var stateFile = "/var/lib/upfd/state.json"
+    public var limits = PolicyLimits()
+    public var logLevel = Logger.Level.info
+
+    public init() {}
+
+    /// The configuration used when `upfd` is started without `--config`.
+    public static let defaultYAML = """
+        # upfd configuration. Every field is optional; these are the defaults.
+        control:
+          socket: /run/upfd/control.sock   # Unix socket; its directory is created 0750 when missing
+          allowed_users: []                # names or uids besides root and upfd's own user
+          # socket_group: upfctl           # lets allowed_users reach the socket (0660 instead of 0600)
+          max_line_bytes: 1048576          # longest request line
+          idle_timeout_seconds: 30         # a client with no complete request for this long is closed
+          max_clients: 64                  # concurrent connections
+          event_queue: 1024                # events held per `events` subscriber before dropping
+        state_file: /var/lib/upfd/state.json  # applied policy; <state_file>.journal beside it
+        limits:
+          max_sessions: 1000000
+          max_rules_per_session: 64
+          max_engines: 256
+          max_applications: 1024
+          max_filter_entries: 32
+        log_level: info                    # trace, debug, info, notice, warning, error, critical
+
+        """
+
+    /// Reads and checks a configuration file. Errors name the file and the field.
+    public static func load(path: String) throws(ConfigurationError) -> ServiceConfiguration {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ConfigurationError(source: path, path: "", message: "no such file")
+        }
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw ConfigurationError(source: path, path: "", message: "cannot read: \(error.localizedDescription)")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError(source: path, path: "", message: "not valid UTF-8")
+        }
+        return try parse(yaml: text, source: path)
+    }
+
+    public static func parse(yaml: String, source: String = "configuration") throws(ConfigurationError) -> ServiceConfiguration {
+        if yaml.allSatisfy({ $0.isWhitespace }) { return ServiceConfiguration() }
+        let config: ServiceConfiguration
+        do {
+            config = try PolicyCoding.decode(ServiceConfiguration.self, yaml: yaml)
+        } catch {
+            // A file of comments only is an empty document: all defaults.
+            if error.code == PolicyError.Code.emptyDocument { return ServiceConfiguration() }
+            throw ConfigurationError(source: source, path: error.path, message: error.message)
+        }
+        try config.check(source: source)
+        return config
+    }
+
+    /// Range checks that decoding cannot express.
+    func check(source: String) throws(ConfigurationError) {
+        func fail(_ path: String, _ message: String) -> ConfigurationError {
+            ConfigurationError(source: source, path: path, message: message)
+        }
+        guard !control.socket.isEmpty else { throw fail("control.socket", "must not be empty") }
+        guard control.socket.utf8.count < UnixSocket.maxPathLength else {
+            throw fail("control.socket", "longer than \(UnixSocket.maxPathLength - 1) bytes (a Unix socket path limit)")
+        }
+        for (i, user) in control.allowedUsers.enumerated() where Accounts.uid(of: user) == nil {
+            throw fail("control.allowed_users[\(i)]", "no such user '\(user)'")
+        }
+        if let group = control.socketGroup, Accounts.gid(of: group) == nil {
+            throw fail("control.socket_group", "no such group '\(group)'")
+        }
+        guard (64...(256 << 20)).contains(control.maxLineBytes) else {
+            throw fail("control.max_line_bytes", "must be in 64...\(256 << 20)")
+        }
+        guard control.idleTimeoutSeconds.isFinite, (0.05...86_400).contains(control.idleTimeoutSeconds) else {
+            throw fail("control.idle_timeout_seconds", "must be in 0.05...86400")
+        }
+        guard (1...100_000).contains(control.maxClients) else { throw fail("control.max_clients", "must be in 1...100000") }
+        guard (1...1_000_000).contains(control.eventQueue) else { throw fail("control.event_queue", "must be in 1...1000000") }
+        guard !stateFile.isEmpty, !stateFile.hasSuffix("/") else { throw fail("state_file", "must name a file") }
+        let positive: [(String, Int)] = [
+            ("limits.max_sessions", limits.maxSessions), ("limits.max_rules_per_session", limits.maxRulesPerSession),
+            ("limits.max_engines", limits.maxEngines), ("limits.max_applications", limits.maxApplications),
+            ("limits.max_filter_entries", limits.maxFilterEntries),
+        ]
+        for (path, value) in positive where value < 1 { throw fail(path, "must be at least 1") }
+        // The session tables reserve their memory up front (about 230 bytes per session).
+        guard limits.maxSessions <= 1 << 30 else { throw fail("limits.max_sessions", "must be at most \(1 << 30)") }
+    }
+
+    /// The server's settings, with users and group resolved.
+    public func serverConfiguration() -> ControlServerConfiguration {
+        let uids = Set(control.allowedUsers.compactMap(Accounts.uid(of:)))
+        return ControlServerConfiguration(
+            socketPath: control.socket,
+            access: AccessPolicy(allowedUIDs: uids),
+            permissions: SocketPermissions(group: control.socketGroup.flatMap(Accounts.gid(of:))),
+            maxLineBytes: control.maxLineBytes,
+            idleTimeout: .nanoseconds(Int64(control.idleTimeoutSeconds * 1e9)),
+            maxClients: control.maxClients,
+            eventQueueCapacity: control.eventQueue)
+    }
+}
+
+/// A configuration problem: the file, the field and what is wrong.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public var source: String
+    public var path: String
+    public var message: String
+    public var description: String {
+        path.isEmpty ? "\(source): \(message)" : "\(source): field \(path): \(message)"
+    }
+}
+
+// MARK: - Decoding
+
+private struct ConfigKey: CodingKey {
+    var stringValue: String
+    var intValue: Int? { nil }
+    init(_ string: String) { stringValue = string }
+    init?(stringValue: String) { self.stringValue = stringValue }
+    init?(intValue: Int) { nil }
+}
+
+/// Refuses keys that are not in `known` with the same code and path style as the policy model.
+private func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
+    let container = try decoder.container(keyedBy: ConfigKey.self)
+    for key in container.allKeys.map(\.stringValue).sorted() where !known.contains(key) {
+        let base = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+        throw PolicyError(code: PolicyError.Code.unknownField,
+                          message: "unknown field '\(key)' (expected one of: \(known.joined(separator: ", ")))",
+                          path: base.isEmpty ? key : base + "." + key)
+    }
+}
+
+extension ServiceConfiguration: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["control", "state_file", "limits", "log_level"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        control = try c.decodeIfPresent(Control.self, forKey: ConfigKey("control")) ?? Control()
+        stateFile = try c.decodeIfPresent(String.self, forKey: ConfigKey("state_file")) ?? stateFile
+        limits = try c.decodeIfPresent(PolicyLimits.self, forKey: ConfigKey("limits")) ?? limits
+        if let level = try c.decodeIfPresent(String.self, forKey: ConfigKey("log_level")) {
+            guard let parsed = Logger.Level(rawValue: level.lowercased()) else {
+                throw PolicyError(code: PolicyError.Code.invalidField,
+                                  message: "'\(level)' is not one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))",
+                                  path: "log_level")
+            }
+            logLevel = parsed
+        }
+    }
+}
+
+extension ServiceConfiguration.Control: Decodable {
+    public init(from decoder: any Decoder) throws {
+        let keys = ["socket", "allowed_users", "socket_group", "max_line_bytes", "idle_timeout_seconds", "max_clients", "event_queue"]
+        try rejectUnknown(decoder, keys)
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        socket = try c.decodeIfPresent(String.self, forKey: ConfigKey("socket")) ?? socket
+        allowedUsers = try c.decodeIfPresent([String].self, forKey: ConfigKey("allowed_users")) ?? []
+        socketGroup = try c.decodeIfPresent(String.self, forKey: ConfigKey("socket_group"))
+        maxLineBytes = try c.decodeIfPresent(Int.self, forKey: ConfigKey("max_line_bytes")) ?? maxLineBytes
+        idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("idle_timeout_seconds")) ?? idleTimeoutSeconds
+        maxClients = try c.decodeIfPresent(Int.self, forKey: ConfigKey("max_clients")) ?? maxClients
+        eventQueue = try c.decodeIfPresent(Int.self, forKey: ConfigKey("event_queue")) ?? eventQueue
+    }
+}

@@ -1,0 +1,362 @@
+// Persistence of the applied policy: a snapshot plus an append-only journal.
+//
+// Why not only a snapshot per batch: rewriting the whole policy after every `session.put` makes
+// loading N sessions one by one cost O(N²) bytes written (100 000 sessions ≈ 50 MB per put). So
+// each applied batch is appended to `<state_file>.journal` as one line and fdatasync'd before the
+// client is answered (O(batch)), and the snapshot `<state_file>` is rewritten atomically (temp
+// file in the same directory, fsync, rename, fsync of the directory) when the journal has grown
+// past the snapshot's size (O(1) amortised), and at clean shutdown. Start-up reads the snapshot
+// and replays the journal. A journal line without its newline is a write that was never
+// acknowledged (the process died before fdatasync returned) and is dropped; anything else that
+// does not read back stops start-up: an empty policy in place of a corrupt one would silently
+// drop every session.
+
+import Foundation
+import UPFPolicy
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// Why the state could not be read or written; always names the file.
+public struct StateFileError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var problem: String
+    public var description: String { "state file \(path): \(problem)" }
+}
+
+/// The snapshot document: `{"format":"upfd-state","format_version":1,"version":N,"policy":{…}}`.
+struct StateSnapshot: Codable {
+    static let formatName = "upfd-state"
+    static let currentFormatVersion = 1
+
+    var format: String
+    var formatVersion: Int
+    var version: UInt64
+    var policy: Policy
+
+    enum CodingKeys: String, CodingKey {
+        case format
+        case formatVersion = "format_version"
+        case version, policy
+    }
+}
+
+/// One journal line: the changes of one applied batch and the version it produced.
+struct JournalEntry: Codable {
+    var version: UInt64
+    var changes: [PolicyChange]
+}
+
+/// Owned by the thread that owns the policy; not thread-safe.
+public final class StateStore {
+    public let snapshotPath: String
+    public var journalPath: String { snapshotPath + ".journal" }
+    /// The journal is folded into a new snapshot once it is larger than this or the snapshot.
+    public var compactionFloorBytes: Int
+
+    private var journalFD: Int32 = -1
+    private var journalBytes = 0
+    private var snapshotBytes = 0
+
+    public init(path: String, compactionFloorBytes: Int = 4 << 20) {
+        self.snapshotPath = path
+        self.compactionFloorBytes = compactionFloorBytes
+    }
+
+    deinit {
+        closeJournal()
+    }
+
+    public struct Loaded<State> {
+        public var state: State
+        public var version: UInt64
+        /// Journal entries replayed on top of the snapshot.
+        public var replayed: Int
+        /// A torn final journal line that was dropped (never acknowledged to a client).
+        public var droppedTornTail: Bool
+    }
+
+    /// Reads the snapshot (missing = empty policy at version 0) into a state with `start`,
+    /// replays the journal through `apply` (which validates, like a live request), and opens the
+    /// journal for appending. Errors from the closures are reported against the file they came from.
+    public func load<State>(start: (Policy, UInt64) throws -> State,
+                            apply: (State, [PolicyChange], UInt64) throws -> State) throws(StateFileError) -> Loaded<State> {
+        try ensureDirectory()
+        try lockJournal()
+        var policy = Policy()
+        var version: UInt64 = 0
+        if let data = try readFileIfPresent(snapshotPath) {
+            snapshotBytes = data.count
+            let snapshot = try decodeSnapshot(data)
+            policy = snapshot.policy
+            version = snapshot.version
+        }
+        var state: State
+        do {
+            state = try start(policy, version)
+        } catch {
+            throw StateFileError(path: snapshotPath, problem: "holds a policy that does not validate: \(Self.describe(error)); "
+                + "refusing to start with an empty policy")
+        }
+
+        var replayed = 0
+        var droppedTail = false
+        var goodBytes = 0
+        if let data = try readFileIfPresent(journalPath) {
+            let bytes = [UInt8](data)
+            var start = 0
+            var lineNumber = 0
+            while start < bytes.count {
+                lineNumber += 1
+                guard let newline = bytes[start...].firstIndex(of: 0x0A) else {
+                    droppedTail = true  // torn write: the client was never answered
+                    break
+                }
+                let line = Data(bytes[start..<newline])
+                start = newline + 1
+                let entry: JournalEntry
+                do {
+                    entry = try JSONDecoder().decode(JournalEntry.self, from: line)
+                } catch {
+                    throw StateFileError(path: journalPath, problem: "line \(lineNumber) is corrupt: \(Self.describe(error)); "
+                        + "refusing to start with a policy that misses changes")
+                }
+                goodBytes = start
+                if entry.version <= version { continue }  // already in the snapshot (compaction was interrupted)
+                guard entry.version == version + 1 else {
+                    throw StateFileError(path: journalPath, problem: "line \(lineNumber) has version \(entry.version), "
+                        + "expected \(version + 1): entries are missing")
+                }
+                do {
+                    state = try apply(state, entry.changes, entry.version)
+                } catch {
+                    throw StateFileError(path: journalPath, problem: "line \(lineNumber) (version \(entry.version)) "
+                        + "no longer applies: \(Self.describe(error))")
+                }
+                version = entry.version
+                replayed += 1
+            }
+        }
+        try cutJournal(to: goodBytes)
+        return Loaded(state: state, version: version, replayed: replayed, droppedTornTail: droppedTail)
+    }
+
+    /// Appends one applied batch and waits until it is on disk. On failure the journal is cut
+    /// back to where it was, so a later append does not follow a partial line.
+    public func append(version: UInt64, changes: [PolicyChange]) throws(StateFileError) {
+        guard journalFD >= 0 else { throw StateFileError(path: journalPath, problem: "journal is not open") }
+        var line: Data
+        do {
+            line = try JSONEncoder().encode(JournalEntry(version: version, changes: changes))
+        } catch {
+            throw StateFileError(path: journalPath, problem: "cannot encode the changes: \(error)")
+        }
+        line.append(0x0A)
+        let before = journalBytes
+        do throws(StateFileError) {
+            try writeAll(journalFD, line, path: journalPath)
+            guard fdatasync(journalFD) == 0 else {
+                throw StateFileError(path: journalPath, problem: "fdatasync: \(errnoText())")
+            }
+        } catch {
+            _ = ftruncate(journalFD, off_t(before))
+            _ = lseek(journalFD, off_t(before), SEEK_SET)
+            throw error
+        }
+        journalBytes = before + line.count
+    }
+
+    /// True when the journal is worth folding into a new snapshot.
+    public var shouldCompact: Bool { journalBytes > max(compactionFloorBytes, snapshotBytes) }
+
+    /// Writes `policy` as the new snapshot and empties the journal.
+    public func compact(policy: Policy, version: UInt64) throws(StateFileError) {
+        try writeSnapshot(policy: policy, version: version)
+        guard journalFD >= 0 else { return }
+        guard ftruncate(journalFD, 0) == 0, lseek(journalFD, 0, SEEK_SET) >= 0, fsync(journalFD) == 0 else {
+            // The snapshot is already complete; the old entries are skipped by version on load.
+            throw StateFileError(path: journalPath, problem: "cannot empty the journal after a snapshot: \(errnoText())")
+        }
+        journalBytes = 0
+    }
+
+    /// Atomic replacement: temp file in the same directory, fsync, rename, fsync the directory.
+    public func writeSnapshot(policy: Policy, version: UInt64) throws(StateFileError) {
+        let snapshot = StateSnapshot(format: StateSnapshot.formatName, formatVersion: StateSnapshot.currentFormatVersion,
+                                     version: version, policy: policy)
+        var data: Data
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.withoutEscapingSlashes]
+            data = try encoder.encode(snapshot)
+        } catch {
+            throw StateFileError(path: snapshotPath, problem: "cannot encode the policy: \(error)")
+        }
+        data.append(0x0A)
+        try ensureDirectory()
+        let temporary = "\(snapshotPath).tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StateFileError(path: temporary, problem: "cannot create: \(errnoText())") }
+        do throws(StateFileError) {
+            try writeAll(fd, data, path: temporary)
+            guard fsync(fd) == 0 else { throw StateFileError(path: temporary, problem: "fsync: \(errnoText())") }
+            guard close(fd) == 0 else { throw StateFileError(path: temporary, problem: "close: \(errnoText())") }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        guard rename(temporary, snapshotPath) == 0 else {
+            let reason = errnoText()
+            unlink(temporary)
+            throw StateFileError(path: snapshotPath, problem: "rename from \(temporary): \(reason)")
+        }
+        try syncDirectory()
+        snapshotBytes = data.count
+    }
+
+    // MARK: helpers
+
+    private var directory: String {
+        guard let slash = snapshotPath.lastIndex(of: "/") else { return "." }
+        let dir = String(snapshotPath[..<slash])
+        return dir.isEmpty ? "/" : dir
+    }
+
+    /// Creates the state directory (0750) when missing, like the socket's.
+    private func ensureDirectory() throws(StateFileError) {
+        var info = stat()
+        if stat(directory, &info) == 0 { return }
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o750])
+        } catch {
+            throw StateFileError(path: snapshotPath, problem: "cannot create directory \(directory): \(error.localizedDescription)")
+        }
+    }
+
+    private func syncDirectory() throws(StateFileError) {
+        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StateFileError(path: directory, problem: "cannot open directory to fsync: \(errnoText())") }
+        defer { close(fd) }
+        guard fsync(fd) == 0 else { throw StateFileError(path: directory, problem: "fsync directory: \(errnoText())") }
+    }
+
+    /// Opens the journal and takes an exclusive lock on it for as long as this store lives: two
+    /// processes appending to one journal (or one compacting under the other) would corrupt it.
+    private func lockJournal() throws(StateFileError) {
+        if journalFD >= 0 { return }
+        let fd = open(journalPath, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StateFileError(path: journalPath, problem: "cannot open for appending: \(errnoText())") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(fd)
+            if code == EWOULDBLOCK {
+                throw StateFileError(path: journalPath, problem: "in use by another process (is upfd already running?)")
+            }
+            throw StateFileError(path: journalPath, problem: "cannot lock: \(errnoText(code))")
+        }
+        journalFD = fd
+    }
+
+    /// Positions the journal for appending after its last complete line, cutting a torn tail so
+    /// the next entry starts on a line of its own.
+    private func cutJournal(to length: Int) throws(StateFileError) {
+        var info = stat()
+        guard fstat(journalFD, &info) == 0 else { throw StateFileError(path: journalPath, problem: "fstat: \(errnoText())") }
+        if Int(info.st_size) != length {
+            guard ftruncate(journalFD, off_t(length)) == 0, fsync(journalFD) == 0 else {
+                throw StateFileError(path: journalPath, problem: "cannot cut the torn last line: \(errnoText())")
+            }
+        }
+        guard lseek(journalFD, off_t(length), SEEK_SET) >= 0 else {
+            throw StateFileError(path: journalPath, problem: "lseek: \(errnoText())")
+        }
+        journalBytes = length
+    }
+
+    /// Releases the journal (and its lock). The store cannot append afterwards.
+    public func closeJournal() {
+        if journalFD >= 0 {
+            close(journalFD)
+            journalFD = -1
+        }
+    }
+
+    private func readFileIfPresent(_ path: String) throws(StateFileError) -> Data? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw StateFileError(path: path, problem: "cannot read: \(errnoText())")
+        }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw StateFileError(path: path, problem: "fstat: \(errnoText())") }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw StateFileError(path: path, problem: "not a regular file") }
+        var data = Data()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw StateFileError(path: path, problem: "cannot read: \(errnoText())")
+            }
+            if n == 0 { break }
+            data.append(contentsOf: buffer[0..<n])
+        }
+        return data
+    }
+
+    private func decodeSnapshot(_ data: Data) throws(StateFileError) -> StateSnapshot {
+        if data.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) {
+            throw StateFileError(path: snapshotPath, problem: "is empty or blank (corrupt); refusing to start with an empty policy")
+        }
+        let snapshot: StateSnapshot
+        do {
+            snapshot = try JSONDecoder().decode(StateSnapshot.self, from: data)
+        } catch {
+            throw StateFileError(path: snapshotPath, problem: "is corrupt: \(Self.describe(error)); refusing to start with an empty policy")
+        }
+        guard snapshot.format == StateSnapshot.formatName else {
+            throw StateFileError(path: snapshotPath, problem: "is not an upfd state file (format '\(snapshot.format)')")
+        }
+        guard snapshot.formatVersion == StateSnapshot.currentFormatVersion else {
+            throw StateFileError(path: snapshotPath, problem: "has format_version \(snapshot.formatVersion); this upfd reads \(StateSnapshot.currentFormatVersion)")
+        }
+        return snapshot
+    }
+
+    /// A one-line reason for decoding and policy errors.
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case let error as PolicyError: return error.description
+        case let error as ControlError: return error.description
+        case let error as DecodingError:
+            let converted = ControlError(decodingError: error, under: "")
+            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty {
+                return "not valid JSON (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))"
+            }
+            return converted.description
+        default: return "\(error)"
+        }
+    }
+}
+
+private func writeAll(_ fd: Int32, _ data: Data, path: String) throws(StateFileError) {
+    let result: Int32 = data.withUnsafeBytes { raw in
+        var offset = 0
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            offset += n
+        }
+        return 0
+    }
+    if result != 0 { throw StateFileError(path: path, problem: "write: \(errnoText(result))") }
+}
