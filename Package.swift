@@ -19,6 +19,9 @@ let package = Package(
         .library(name: "UPFPackets", targets: ["UPFPackets"]),
         .library(name: "UPFCapture", targets: ["UPFCapture"]),
         .library(name: "UPFDPDK", targets: ["UPFDPDK"]),
+        .library(name: "UPFPolicy", targets: ["UPFPolicy"]),
+        .library(name: "UPFDatapath", targets: ["UPFDatapath"]),
+        .library(name: "UPFControl", targets: ["UPFControl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),

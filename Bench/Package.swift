@@ -1,11 +1,12 @@
 // swift-tools-version:6.0
-// Benchmarks of the fast path against C references. Run with tools/bench-parse.
+// Benchmarks of the fast path against C references. Run with tools/bench-parse and tools/bench-classify.
 import PackageDescription
 
 let package = Package(
     name: "upfd-bench",
     dependencies: [
         .package(name: "upfd", path: "../"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         // A C parser doing the same work as UPFPackets' PacketParser, for comparison.
@@ -16,6 +17,18 @@ let package = Package(
             dependencies: [
                 "CReferenceParser",
                 .product(name: "UPFPackets", package: "upfd"),
+            ]
+        ),
+        // Session lookup + rule match at 1k/100k/1M sessions, update rate through the socket,
+        // request-to-fast-path latency. Run with tools/bench-classify.
+        .executableTarget(
+            name: "classify-bench",
+            dependencies: [
+                .product(name: "UPFPackets", package: "upfd"),
+                .product(name: "UPFPolicy", package: "upfd"),
+                .product(name: "UPFDatapath", package: "upfd"),
+                .product(name: "UPFControl", package: "upfd"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
     ]
