@@ -7,7 +7,7 @@ import PackageDescription
 let dpdkIncludes = ["/usr/include/dpdk", "/usr/include/x86_64-linux-gnu/dpdk"]
 let dpdkCFlags = dpdkIncludes.map { "-I\($0)" } + ["-march=corei7", "-mno-avx512f", "-include", "rte_config.h"]
 let dpdkSwiftFlags = dpdkIncludes.flatMap { ["-Xcc", "-I\($0)"] } + ["-Xcc", "-include", "-Xcc", "rte_config.h"]
-let dpdkLibraries = ["rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_eal", "rte_net", "rte_kvargs", "numa"]
+let dpdkLibraries = ["rte_ethdev", "rte_mbuf", "rte_mempool", "rte_ring", "rte_net_ring", "rte_eal", "rte_net", "rte_kvargs", "numa"]
 
 let package = Package(
     name: "upfd",
@@ -22,6 +22,7 @@ let package = Package(
         .library(name: "UPFPolicy", targets: ["UPFPolicy"]),
         .library(name: "UPFDatapath", targets: ["UPFDatapath"]),
         .library(name: "UPFControl", targets: ["UPFControl"]),
+        .library(name: "UPFService", targets: ["UPFService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -60,7 +61,17 @@ let package = Package(
         // DPDK-backed EAL, mempools, ports and lcores for Swift callers.
         .target(
             name: "UPFDPDK",
-            dependencies: ["CDPDK", "UPFPackets"],
+            dependencies: ["CDPDK", "UPFPackets", "UPFDatapath"],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
+        ),
+        // The running service: EAL, ports with roles, workers, the control plane wired to them.
+        // upfd and the replay harness run exactly this.
+        .target(
+            name: "UPFService",
+            dependencies: [
+                "UPFPackets", "UPFPolicy", "UPFDatapath", "UPFDPDK", "UPFControl", "UPFCapture",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .executableTarget(
@@ -74,10 +85,11 @@ let package = Package(
         .executableTarget(
             name: "upfd",
             dependencies: [
-                "UPFControl", "UPFPolicy", "UPFDatapath",
+                "UPFControl", "UPFPolicy", "UPFDatapath", "UPFService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),
         .executableTarget(
             name: "upfctl",

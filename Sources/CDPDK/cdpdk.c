@@ -7,6 +7,8 @@
  * into typed errors with cdpdk_strerror().
  */
 #include "cdpdk.h"
+#include <rte_eth_ring.h>
+#include <rte_ring.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -137,16 +139,41 @@ int cdpdk_port_info_get(uint16_t port_id, cdpdk_port_info *info)
 int cdpdk_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
                          uint16_t nb_txd, struct rte_mempool *mp)
 {
-    /* Defaults everywhere: no RSS, no offloads, MTU 1500. The fast path does its own parsing and
-     * checksums, so it depends on nothing a particular NIC might or might not offer. */
+    return cdpdk_port_configure_rss(port_id, nb_rxq, nb_txq, nb_rxd, nb_txd, mp, NULL);
+}
+
+uint64_t cdpdk_rss_gtpu(void) { return RTE_ETH_RSS_GTPU; }
+
+int cdpdk_port_configure_rss(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
+                             uint16_t nb_txd, struct rte_mempool *mp, uint64_t *rss_applied)
+{
+    /* No offloads, MTU 1500: the fast path does its own parsing and checksums, so it depends on
+     * nothing a particular NIC might or might not offer. RSS only with several RX queues. */
     struct rte_eth_conf conf;
+    struct rte_eth_dev_info info;
     int socket = cdpdk_port_socket_id(port_id);
+    uint64_t rss = 0;
     uint16_t q;
     int ret;
 
     if (nb_rxq > 0 && mp == NULL)
         return -EINVAL;
     memset(&conf, 0, sizeof(conf));
+    if (nb_rxq > 1) {
+        ret = rte_eth_dev_info_get(port_id, &info);
+        if (ret != 0)
+            return ret;
+        /* The TEID spreads the sessions of one gNB; addresses and ports where it is not offered. */
+        rss = info.flow_type_rss_offloads & RTE_ETH_RSS_GTPU;
+        if (rss == 0)
+            rss = info.flow_type_rss_offloads & (RTE_ETH_RSS_IP | RTE_ETH_RSS_UDP | RTE_ETH_RSS_TCP);
+        if (rss != 0) {
+            conf.rxmode.mq_mode = RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = rss;
+        }
+    }
+    if (rss_applied != NULL)
+        *rss_applied = rss;
     ret = rte_eth_dev_configure(port_id, nb_rxq, nb_txq, &conf);
     if (ret != 0)
         return ret;
@@ -165,6 +192,21 @@ int cdpdk_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uin
             return ret;
     }
     return 0;
+}
+
+struct rte_ring *cdpdk_ring_create(const char *name, unsigned count, int socket_id)
+{
+    return rte_ring_create(name, count, socket_id, RING_F_SP_ENQ | RING_F_SC_DEQ);
+}
+
+void cdpdk_ring_free(struct rte_ring *r) { rte_ring_free(r); }
+
+int cdpdk_port_from_rings(const char *name, struct rte_ring *const rx_rings[], unsigned nb_rx,
+                          struct rte_ring *const tx_rings[], unsigned nb_tx, int socket_id)
+{
+    int port = rte_eth_from_rings(name, rx_rings, nb_rx, tx_rings, nb_tx,
+                                  socket_id < 0 ? (unsigned)SOCKET_ID_ANY : (unsigned)socket_id);
+    return port < 0 ? -rte_errno : port;
 }
 
 int cdpdk_port_start(uint16_t port_id) { return rte_eth_dev_start(port_id); }

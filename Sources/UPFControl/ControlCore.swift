@@ -35,6 +35,15 @@ public protocol DatapathTables: AnyObject {
     var memoryBytes: Int { get }
 }
 
+/// The running data path as the control plane reports it (`health`, `stats`). Called on the
+/// policy owner's thread; implementations read counters without stopping the workers.
+public protocol DatapathObserver: AnyObject, Sendable {
+    /// "running", or why not.
+    var status: String { get }
+    /// The `datapath` object of `stats`: ports, workers, actions, drops by reason.
+    func statistics() -> JSONValue
+}
+
 public struct ControlCoreConfiguration: Sendable {
     public var limits: PolicyLimits
     public var softwareVersion: String
@@ -69,6 +78,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     private var sortedSEIDs: [UInt64]?
     private var degraded: [String: String] = [:]
     private var loaded = false
+    /// Set once, before the socket serves (then only read on `loop`).
+    public nonisolated(unsafe) var datapath: (any DatapathObserver)?
 
     /// `store` nil: no persistence (tests). Call `load()` before serving.
     public init(configuration: ControlCoreConfiguration, tables: any DatapathTables, store: StateStore?,
@@ -203,7 +214,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             var fields: [(String, JSONValue)] = [
                 ("status", .string(status)),
                 ("control", .string("running")),
-                ("datapath", .string("not_running")),
+                ("datapath", .string(datapath?.status ?? "not_running")),
             ]
             if !degraded.isEmpty {
                 fields.append(("problems", .object(degraded.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
@@ -448,6 +459,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         let uptime = ContinuousClock.now - startedAt
         let limits = configuration.limits
         return [
+            ("datapath", datapath?.statistics() ?? .string("not_running")),
             ("sessions", .int(state.sessionCount)),
             ("engines", .int(state.engines.count)),
             ("applications", .int(state.applications.count)),

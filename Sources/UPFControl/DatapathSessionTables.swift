@@ -19,10 +19,28 @@ public final class DatapathSessionTables: DatapathTables {
     private var nextIndex = 0
     /// How long a put may wait for the workers to pass a quiescent point before failing.
     private let reclaimAttempts: Int
+    /// Where steering actions find their engines: the data path's engine directory, with the
+    /// function that turns an engine of the policy into its entry (ports and MACs are the data
+    /// path's knowledge). nil when no data path runs.
+    private let engineDirectory: (directory: EngineDirectory, resolve: @Sendable (Engine) -> EngineEntry)?
+    /// The engine each directory index was last published from.
+    private var publishedEngines: [Int: Engine] = [:]
 
-    public init(tables: SessionTables, reclaimAttempts: Int = 2000) {
+    /// An engine as the data path's directory holds it.
+    public struct EngineEntry: Sendable, Equatable {
+        public var instances: [EngineDirectory.Instance]
+        public var fallbackDrop: Bool
+        public init(instances: [EngineDirectory.Instance], fallbackDrop: Bool) {
+            self.instances = instances
+            self.fallbackDrop = fallbackDrop
+        }
+    }
+
+    public init(tables: SessionTables, reclaimAttempts: Int = 2000,
+                engines: (directory: EngineDirectory, resolve: @Sendable (Engine) -> EngineEntry)? = nil) {
         self.tables = tables
         self.reclaimAttempts = reclaimAttempts
+        self.engineDirectory = engines
     }
 
     public var capacity: Int { tables.capacity }
@@ -32,7 +50,9 @@ public final class DatapathSessionTables: DatapathTables {
     public var memoryBytes: Int { tables.reservedBytes }
 
     public func install(_ session: Session, in state: PolicyState) throws {
-        let compiled = CompiledSession.compile(session, engines: engineIndices(for: session, in: state),
+        let indices = engineIndices(for: session, in: state)
+        publishEngines(of: session, in: state, indices: indices)
+        let compiled = CompiledSession.compile(session, engines: indices,
                                                applications: state.applications)
         if let note = compiled.notes.first {
             // A validated session compiles cleanly; a note means the model and the compiler disagree.
@@ -77,6 +97,24 @@ public final class DatapathSessionTables: DatapathTables {
         }
         return engineIndices
     }
+
+    /// Publishes, before the session that steers to them is visible, the engines `session`
+    /// steers to whose entry changed (a rolled-back transaction re-installs its sessions against
+    /// the old state, which publishes the old engine again).
+    private func publishEngines(of session: Session, in state: PolicyState, indices: [String: Int]) {
+        guard let (directory, resolve) = engineDirectory else { return }
+        for action in session.actions {
+            guard let id = action.kind.engine, let index = indices[id], let engine = state.engines[id],
+                  index < directory.capacity, publishedEngines[index] != engine else { continue }
+            let entry = resolve(engine)
+            directory.set(index, instances: Array(entry.instances.prefix(EngineDirectory.maxInstances)),
+                          fallbackDrop: entry.fallbackDrop)
+            publishedEngines[index] = engine
+        }
+    }
+
+    /// The directory index of engine `id`, nil when no session steers to it.
+    public func engineIndex(_ id: String) -> Int? { engineIndices[id] }
 
     /// Retired versions wait for the workers' quiescent points (microseconds apart): reclaim and
     /// retry for a bounded time before reporting the tables busy.

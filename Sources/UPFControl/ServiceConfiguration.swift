@@ -25,6 +25,8 @@ public struct ServiceConfiguration: Sendable, Equatable {
     public var stateFile = "/var/lib/upfd/state.json"
     public var limits = PolicyLimits()
     public var logLevel = Logger.Level.info
+    /// EAL, ports, workers: the DPDK data path.
+    public var dataplane = DataplaneConfiguration()
 
     public init() {}
 
@@ -47,6 +49,27 @@ public struct ServiceConfiguration: Sendable, Equatable {
           max_applications: 1024
           max_filter_entries: 32
         log_level: info                    # trace, debug, info, notice, warning, error, critical
+
+        # The data path (docs/configuration.md). This default runs anywhere: three net_null ports
+        # that receive nothing and discard what is sent, so upfd starts on any machine and serves
+        # the control socket; real deployments name PCI devices (eal.pci) or other virtual devices.
+        eal:
+          lcores: "0,1"                    # the first is the main lcore (control), the rest are workers
+          memory_mb: 512
+          huge_pages: false                # true for production (hugepages mounted)
+          pci: []                          # PCI devices to use; empty = --no-pci (never probe the host's NICs)
+          vdevs: ["net_null0,no-rx=1", "net_null1,no-rx=1", "net_null2,no-rx=1"]
+        ports:
+          - { name: n3, device: net_null0, role: n3, ipv4: 192.0.2.1, next_hop_mac: "02:00:00:00:01:01" }
+          - { name: core, device: net_null1, role: core, ipv4: 203.0.113.2, next_hop_mac: "02:00:00:00:02:01" }
+          - { name: engines, device: net_null2, role: engine, ipv4: 192.168.50.1 }
+        workers:
+          burst: 32
+          tx_drain_us: 100
+          idle_rounds: 1024                # nap after this many empty polls (0 = busy-poll: dedicated cores)
+          idle_sleep_us: 100
+        mbufs: 16383
+        rule_counters_per_session: 8
 
         """
 
@@ -113,6 +136,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         for (path, value) in positive where value < 1 { throw fail(path, "must be at least 1") }
         // The session tables reserve their memory up front (about 230 bytes per session).
         guard limits.maxSessions <= 1 << 30 else { throw fail("limits.max_sessions", "must be at most \(1 << 30)") }
+        try dataplane.check(fail: fail)
     }
 
     /// The server's settings, with users and group resolved.
@@ -141,7 +165,7 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
 
 // MARK: - Decoding
 
-private struct ConfigKey: CodingKey {
+struct ConfigKey: CodingKey {
     var stringValue: String
     var intValue: Int? { nil }
     init(_ string: String) { stringValue = string }
@@ -150,7 +174,7 @@ private struct ConfigKey: CodingKey {
 }
 
 /// Refuses keys that are not in `known` with the same code and path style as the policy model.
-private func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
+func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
     let container = try decoder.container(keyedBy: ConfigKey.self)
     for key in container.allKeys.map(\.stringValue).sorted() where !known.contains(key) {
         let base = decoder.codingPath.map(\.stringValue).joined(separator: ".")
@@ -162,7 +186,8 @@ private func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
 
 extension ServiceConfiguration: Decodable {
     public init(from decoder: any Decoder) throws {
-        try rejectUnknown(decoder, ["control", "state_file", "limits", "log_level"])
+        try rejectUnknown(decoder, ["control", "state_file", "limits", "log_level", "eal", "ports", "workers", "mbufs",
+                                    "rule_counters_per_session"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         control = try c.decodeIfPresent(Control.self, forKey: ConfigKey("control")) ?? Control()
@@ -176,6 +201,17 @@ extension ServiceConfiguration: Decodable {
             }
             logLevel = parsed
         }
+        // A file without a data-path section runs the default one (net_null ports).
+        if let eal = try c.decodeIfPresent(DataplaneConfiguration.EAL.self, forKey: ConfigKey("eal")) { dataplane.eal = eal }
+        if let ports = try c.decodeIfPresent([DataplaneConfiguration.Port].self, forKey: ConfigKey("ports")) {
+            dataplane.ports = ports
+        }
+        if let workers = try c.decodeIfPresent(DataplaneConfiguration.Workers.self, forKey: ConfigKey("workers")) {
+            dataplane.workers = workers
+        }
+        dataplane.mbufs = try c.decodeIfPresent(Int.self, forKey: ConfigKey("mbufs")) ?? dataplane.mbufs
+        dataplane.ruleCountersPerSession = try c.decodeIfPresent(Int.self, forKey: ConfigKey("rule_counters_per_session"))
+            ?? dataplane.ruleCountersPerSession
     }
 }
 

@@ -82,6 +82,12 @@ public struct Mbuf {
     /// Frees this packet (all segments). Prefer `MbufBurst.free` for many at once.
     @inlinable @inline(__always)
     public func free() { cdpdk_mbuf_free(pointer) }
+
+    /// Frees `count` mbufs of an array of pointers (all segments; nil entries are skipped).
+    @inlinable
+    public static func freeBulk(_ mbufs: UnsafeMutablePointer<OpaquePointer?>, count: Int) {
+        if count > 0 { cdpdk_mbuf_free_bulk(mbufs, UInt32(count)) }
+    }
 }
 
 /// A fixed array of mbuf pointers for one RX or TX burst, allocated once per worker and reused:

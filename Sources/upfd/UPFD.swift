@@ -1,11 +1,12 @@
-// upfd: the UPF service. This build runs the control plane (socket, policy, persistence); the
-// DPDK data path is started by a later change.
+// upfd: the UPF service — the DPDK data path on pinned worker lcores, and the control plane
+// (socket, policy, persistence) on the main one.
 
 import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
 import UPFControl
+import UPFService
 
 @main
 struct UPFD: ParsableCommand {
@@ -13,15 +14,16 @@ struct UPFD: ParsableCommand {
         commandName: "upfd",
         abstract: "The upfd user-plane service: a 5G UPF fast path with local breakout to inference engines.",
         discussion: """
-            Status: this build runs the CONTROL PLANE only — the control socket (see \
-            docs/control-protocol.md and `upfctl`), policy validation, the session tables and the \
-            persisted policy. The DPDK data path (packet I/O on N3/N6/N9 and engine ports) is not \
-            started yet; it comes with a later change, and `health` reports "datapath":"not_running".
+            upfd initialises DPDK with the configured EAL options, starts the configured ports \
+            (roles n3, core, engine) and runs the fast path on the worker lcores; the main lcore \
+            serves the control socket (docs/control-protocol.md, `upfctl`) and persists the policy.
 
             Without --config an embedded default configuration is used (print it with \
-            --print-default-config). SIGTERM or SIGINT closes the socket, writes a final snapshot of \
-            the policy and exits 0. Exit status 1: the configuration, the state file or the socket \
-            could not be used (the message names which and why).
+            --print-default-config): idle net_null ports, so upfd starts on any machine. SIGTERM or \
+            SIGINT stops the workers (they flush what they hold), stops and closes the ports, \
+            closes the socket, writes a final snapshot of the policy and exits 0. Exit status 1: \
+            the configuration, the state file, DPDK, a port or the socket could not be used (the \
+            message names which and why), or mbufs were missing from the pool at exit.
             """,
         version: UPFDVersion.current)
 
@@ -56,17 +58,35 @@ struct UPFD: ParsableCommand {
         var logger = Logger(label: "upfd")
         logger.logLevel = level
 
-        let service = ControlService(configuration: settings, logger: logger)
+        if check {
+            // No DPDK here: --check must work on a machine where the ports are in use.
+            let service = ControlService(configuration: settings, logger: logger)
+            do {
+                try service.core.load().wait()
+            } catch {
+                service.stop(writeSnapshot: false)
+                fail("cannot restore the policy: \(error)")
+            }
+            print("upfd: configuration and state file are valid (policy version \(service.core.currentVersion))")
+            service.stop(writeSnapshot: false)
+            return
+        }
+
+        let started = ContinuousClock.now
+        let dataplane: Dataplane
+        do {
+            dataplane = try Dataplane(service: settings, source: .devices, logger: logger)
+        } catch {
+            fail("cannot start the data path: \(error)")
+        }
+        let service = ControlService(configuration: settings, tables: dataplane.sessionTables, logger: logger)
+        service.core.datapath = dataplane
         do {
             try service.core.load().wait()
         } catch {
             service.stop(writeSnapshot: false)
+            try? dataplane.stop()
             fail("cannot restore the policy: \(error)")
-        }
-        if check {
-            print("upfd: configuration and state file are valid (policy version \(service.core.currentVersion))")
-            service.stop(writeSnapshot: false)
-            return
         }
 
         // Signals are taken synchronously by a dispatch source, never by an async handler.
@@ -86,18 +106,27 @@ struct UPFD: ParsableCommand {
         }
 
         do {
+            try dataplane.start()
             try service.server.start()
         } catch {
             service.stop()
+            try? dataplane.stop()
             fail("\(error)")
         }
-        logger.notice("upfd started (control plane only; the DPDK data path is not started in this build)", metadata: [
+        logger.notice("upfd started", metadata: [
             "version": "\(UPFDVersion.current)", "policy_version": "\(service.core.currentVersion)",
             "socket": "\(settings.control.socket)", "state_file": "\(settings.stateFile)",
+            "startup": "\(ContinuousClock.now - started)",
         ])
         stopped.wait()
+        // Close the socket first (no change can arrive for a stopping data path), then drain.
         service.stop()
         sources.forEach { $0.cancel() }
+        do {
+            try dataplane.stop()
+        } catch {
+            fail("\(error)")
+        }
         logger.notice("upfd stopped")
     }
 

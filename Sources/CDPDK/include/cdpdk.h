@@ -29,6 +29,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
+#include <rte_ring.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -162,6 +163,18 @@ int cdpdk_port_info_get(uint16_t port_id, cdpdk_port_info *info);
 int cdpdk_port_configure(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
                          uint16_t nb_txd, struct rte_mempool *mp);
 
+/**
+ * As cdpdk_port_configure(), and with more than one RX queue spreads packets over the queues by
+ * RSS on what the device can hash of: the GTP-U TEID (RTE_ETH_RSS_GTPU), else IP addresses and
+ * UDP/TCP ports. `*rss_applied` (may be NULL) receives the RSS hash functions enabled: 0 when the
+ * device offers none (virtual devices), and then only queue 0 receives anything.
+ */
+int cdpdk_port_configure_rss(uint16_t port_id, uint16_t nb_rxq, uint16_t nb_txq, uint16_t nb_rxd,
+                             uint16_t nb_txd, struct rte_mempool *mp, uint64_t *rss_applied);
+
+/** RTE_ETH_RSS_GTPU, for reporting which RSS the device accepted. */
+uint64_t cdpdk_rss_gtpu(void);
+
 /** rte_eth_dev_start(). 0 or negative errno. */
 int cdpdk_port_start(uint16_t port_id);
 
@@ -227,6 +240,37 @@ uint64_t cdpdk_tsc_hz(void);
 
 /** The TSC: cheap enough to check a deadline once per burst. Inline so a burst loop pays ~20 cycles. */
 static inline uint64_t cdpdk_rdtsc(void) { return rte_rdtsc(); }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Rings and ring-backed ports (the replay harness feeds and drains the data path through them).   */
+
+/** A single-producer single-consumer ring of `count` (a power of two) pointers; NULL + rte_errno. */
+struct rte_ring *cdpdk_ring_create(const char *name, unsigned count, int socket_id);
+
+/** Frees a ring (NULL is ignored). No port may still use it. */
+void cdpdk_ring_free(struct rte_ring *r);
+
+/**
+ * An ethdev whose RX queue i reads rx_rings[i] and TX queue i writes tx_rings[i]
+ * (rte_eth_from_rings). Returns the port id, or a negative errno.
+ */
+int cdpdk_port_from_rings(const char *name, struct rte_ring *const rx_rings[], unsigned nb_rx,
+                          struct rte_ring *const tx_rings[], unsigned nb_tx, int socket_id);
+
+/** Entries waiting in a ring. */
+static inline unsigned cdpdk_ring_count(const struct rte_ring *r) { return rte_ring_count(r); }
+
+/** Enqueues up to `n` mbufs; returns how many fit. */
+static inline unsigned cdpdk_ring_enqueue_burst(struct rte_ring *r, struct rte_mbuf *const *mbufs, unsigned n)
+{
+    return rte_ring_enqueue_burst(r, (void *const *)mbufs, n, NULL);
+}
+
+/** Dequeues up to `n` mbufs; returns how many. */
+static inline unsigned cdpdk_ring_dequeue_burst(struct rte_ring *r, struct rte_mbuf **mbufs, unsigned n)
+{
+    return rte_ring_dequeue_burst(r, (void **)mbufs, n, NULL);
+}
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Per-packet helpers (static inline: Swift inlines them).                                         */

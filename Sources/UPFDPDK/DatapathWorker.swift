@@ -1,0 +1,212 @@
+import CDPDK
+import Synchronization
+import UPFDatapath
+import UPFPackets
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One RX queue a worker polls: the DPDK port, its queue and the port's index in the data
+/// path's `PortTable`.
+public struct PolledQueue: Sendable, Equatable {
+    public var port: EthPort
+    public var queue: UInt16
+    public var portIndex: Int
+    public init(port: EthPort, queue: UInt16, portIndex: Int) {
+        self.port = port
+        self.queue = queue
+        self.portIndex = portIndex
+    }
+}
+
+/// How a worker polls.
+public struct WorkerTuning: Sendable, Equatable {
+    /// Packets per RX burst (at most `MbufBurst.capacity`).
+    public var burst = 32
+    /// A TX buffer that is not full is sent at the latest this long after its first packet
+    /// (and at once when a poll round receives nothing).
+    public var drainMicroseconds = 100
+    /// After this many consecutive empty poll rounds the worker naps `idleSleepMicroseconds`
+    /// (0 = never: pure busy polling, for dedicated cores).
+    public var idleRoundsBeforeSleep = 0
+    public var idleSleepMicroseconds = 0
+    public init() {}
+}
+
+/// A worker lcore's run-to-completion loop: RX bursts from its queues → `PacketProcessor` →
+/// per-port TX buffers (its own TX queue on every port) → TX bursts; dropped mbufs freed in bulk.
+/// Every counter it writes is its own (`CounterBlock`); it announces a quiescent state to the
+/// session tables after every poll round.
+///
+/// A final class only so that EAL can hand it to the lcore as one pointer: the loop copies what
+/// it needs into locals and touches no reference count per packet.
+public final class DatapathWorker: @unchecked Sendable {
+    public let index: Int
+    private var processor: PacketProcessor
+    private let queues: [PolledQueue]
+    /// DPDK port id of each `PortTable` index.
+    private let portIDs: [UInt16]
+    private let txQueue: UInt16
+    private let tuning: WorkerTuning
+    private let stopRequested = Atomic<Bool>(false)
+    private let running = Atomic<Bool>(false)
+    /// Packets handed to `PacketProcessor` so far (for the replay harness to know when all
+    /// input went through). Relaxed: a progress figure.
+    private let processed = Atomic<UInt64>(0)
+
+    public init(index: Int, processor: PacketProcessor, queues: [PolledQueue], portIDs: [UInt16], txQueue: UInt16,
+                tuning: WorkerTuning) {
+        precondition(!portIDs.isEmpty && portIDs.count <= PortTable.maxPorts)
+        precondition(tuning.burst >= 1 && tuning.burst <= MbufBurst.capacity)
+        self.index = index
+        self.processor = processor
+        self.queues = queues
+        self.portIDs = portIDs
+        self.txQueue = txQueue
+        self.tuning = tuning
+    }
+
+    public var isRunning: Bool { running.load(ordering: .acquiring) }
+    public var packetsProcessed: UInt64 { processed.load(ordering: .relaxed) }
+
+    /// Asks the loop to stop after its current round; it flushes its TX buffers first.
+    public func requestStop() { stopRequested.store(true, ordering: .releasing) }
+
+    /// The function EAL runs on the worker lcore; `argument` is an unretained `DatapathWorker`.
+    public static let lcoreEntry: LcoreFunction = { argument in
+        Unmanaged<DatapathWorker>.fromOpaque(argument!).takeUnretainedValue().run()
+    }
+
+    /// Launches the loop on `lcore`. The worker must stay alive until `Lcores.wait(lcore)`.
+    public func launch(on lcore: UInt32) throws(DPDKError) {
+        running.store(true, ordering: .releasing)
+        do {
+            try Lcores.launch(DatapathWorker.lcoreEntry, argument: Unmanaged.passUnretained(self).toOpaque(), on: lcore)
+        } catch {
+            running.store(false, ordering: .releasing)
+            throw error
+        }
+    }
+
+    /// The poll loop. Returns 0 when stopped.
+    public func run() -> Int32 {
+        defer { running.store(false, ordering: .releasing) }
+        let counters = processor.counters
+        let layout = counters.layout
+        let burst = tuning.burst
+        let portCount = portIDs.count
+        let rx = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: MbufBurst.capacity)
+        let dropped = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: MbufBurst.capacity)
+        let tx = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: portCount * MbufBurst.capacity)
+        let txCount = UnsafeMutablePointer<Int>.allocate(capacity: portCount)
+        let txSince = UnsafeMutablePointer<UInt64>.allocate(capacity: portCount)
+        let ids = UnsafeMutablePointer<UInt16>.allocate(capacity: portCount)
+        let polled = UnsafeMutablePointer<PolledQueue>.allocate(capacity: max(1, queues.count))
+        txCount.initialize(repeating: 0, count: portCount)
+        txSince.initialize(repeating: 0, count: portCount)
+        ids.initialize(from: portIDs, count: portCount)
+        polled.initialize(from: queues, count: queues.count)
+        defer {
+            rx.deallocate(); dropped.deallocate(); tx.deallocate(); txCount.deallocate(); txSince.deallocate()
+            ids.deallocate(); polled.deallocate()
+        }
+        let queueCount = queues.count
+        let txQueue = self.txQueue
+        let drainCycles = UInt64(tuning.drainMicroseconds) &* cdpdk_tsc_hz() / 1_000_000
+        let reader = processor.reader
+        // A local copy: a mutating call on a class property would be checked for exclusive access per packet.
+        var processor = self.processor
+        var idleRounds = 0
+
+        /// Sends port `p`'s buffer; what the queue does not take is freed and counted.
+        func flush(_ p: Int) {
+            let n = txCount[p]
+            if n == 0 { return }
+            let base = tx + p &* MbufBurst.capacity
+            let sent = Int(cdpdk_tx_burst(ids[p], txQueue, base, UInt16(truncatingIfNeeded: n)))
+            if sent < n {
+                cdpdk_mbuf_free_bulk(base + sent, UInt32(n &- sent))
+                counters.add(layout.port(p, .txDropped), UInt64(n &- sent))
+                counters.add(layout.datapath(.txQueueFull), UInt64(n &- sent))
+            }
+            counters.add(layout.port(p, .txPackets), UInt64(sent))
+            txCount[p] = 0
+        }
+
+        reader.online()
+        while !stopRequested.load(ordering: .relaxed) {
+            var received = 0
+            var q = 0
+            while q < queueCount {
+                let source = polled[q]
+                let n = Int(cdpdk_rx_burst(source.port.id, source.queue, rx, UInt16(truncatingIfNeeded: burst)))
+                q &+= 1
+                if n == 0 { continue }
+                received &+= n
+                var drops = 0
+                var rxBytes = 0
+                var i = 0
+                while i < n {
+                    if i &+ 1 < n { cdpdk_mbuf_prefetch_data(rx[i &+ 1].unsafelyUnwrapped) }
+                    let m = rx[i].unsafelyUnwrapped
+                    i &+= 1
+                    let length = Int(cdpdk_mbuf_data_len(m))
+                    rxBytes &+= length
+                    if cdpdk_mbuf_nb_segs(m) != 1 {
+                        counters.count(DatapathDrop.multiSegment)
+                        dropped[drops] = m
+                        drops &+= 1
+                        continue
+                    }
+                    let verdict = processor.process(frame: cdpdk_mbuf_data(m), length: length,
+                                                    headroom: Int(cdpdk_mbuf_headroom(m)), ingress: source.portIndex)
+                    if verdict.isDropped {
+                        dropped[drops] = m
+                        drops &+= 1
+                        continue
+                    }
+                    // The processor wrote the new headers in place; move the mbuf's window to them.
+                    if verdict.offset < 0 {
+                        _ = cdpdk_mbuf_prepend(m, UInt16(truncatingIfNeeded: -verdict.offset))
+                    } else if verdict.offset > 0 {
+                        _ = cdpdk_mbuf_adj(m, UInt16(truncatingIfNeeded: verdict.offset))
+                    }
+                    cdpdk_mbuf_set_len(m, UInt16(truncatingIfNeeded: verdict.length))
+                    let p = Int(verdict.egress)
+                    counters.add(layout.port(p, .txBytes), UInt64(truncatingIfNeeded: verdict.length))
+                    let k = txCount[p]
+                    if k == 0 { txSince[p] = cdpdk_rdtsc() }
+                    tx[p &* MbufBurst.capacity &+ k] = m
+                    txCount[p] = k &+ 1
+                    if k &+ 1 == MbufBurst.capacity { flush(p) }
+                }
+                if drops > 0 { cdpdk_mbuf_free_bulk(dropped, UInt32(drops)) }
+                counters.add(layout.port(source.portIndex, .rxPackets), UInt64(n))
+                counters.add(layout.port(source.portIndex, .rxBytes), UInt64(rxBytes))
+                processed.store(processed.load(ordering: .relaxed) &+ UInt64(n), ordering: .relaxed)
+            }
+            // Drain: everything at once when the round was empty, else buffers past their deadline.
+            let now = received == 0 ? UInt64.max : cdpdk_rdtsc()
+            var p = 0
+            while p < portCount {
+                if txCount[p] > 0 && (now == .max || now &- txSince[p] >= drainCycles) { flush(p) }
+                p &+= 1
+            }
+            reader.quiescent()
+            if received == 0 {
+                idleRounds &+= 1
+                if tuning.idleRoundsBeforeSleep > 0 && idleRounds >= tuning.idleRoundsBeforeSleep {
+                    // Offline while asleep, so the control thread never waits for a napping worker.
+                    reader.offline()
+                    usleep(UInt32(tuning.idleSleepMicroseconds))
+                    reader.online()
+                }
+            } else {
+                idleRounds = 0
+            }
+        }
+        for p in 0..<portCount { flush(p) }
+        reader.offline()
+        return 0
+    }
+}

@@ -1,0 +1,233 @@
+import Synchronization
+import UPFPackets
+
+/// Why the data path (beyond the parser's `DropReason`s) dropped a packet. Raw values index the
+/// counters, so cases are only appended; `name` is the stable label of stats and reports.
+public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible {
+    /// A G-PDU whose TEID is no session's local F-TEID.
+    case unknownTEID = 0
+    /// A downlink packet (N6, engine) whose destination is no session's UE address.
+    case noSessionForUE
+    /// The session has no rule the packet matches (no default rule for that direction).
+    case noMatchingRule
+    /// The matching rule's action is `drop`.
+    case ruleDrop
+    /// Steered, no engine instance up, and the engine's fallback is `drop`.
+    case engineDownDrop
+    /// Downlink for a session whose gNB F-TEID is not known.
+    case noGNBTunnel
+    /// A core action (N9, N6) on a data path without a core port.
+    case noCorePort
+    /// The egress port has no next-hop MAC configured.
+    case nextHopUnknown
+    /// The action is `buffer`; buffering comes with a later change, the packet is dropped.
+    case bufferingUnavailable
+    /// The new headers do not fit in the mbuf's headroom.
+    case headroomExhausted
+    /// The encapsulated packet would exceed the 65535-octet IP limit.
+    case encapsulationTooLarge
+    /// The egress port has no address of the tunnel peer's family.
+    case noLocalAddressForPeer
+    /// GTP-U (or anything) on N3 addressed to an address that is not the service's.
+    case notAddressedToUPF
+    /// Non-GTP-U IP traffic addressed to the service itself (e.g. a ping).
+    case localTrafficUnhandled
+    /// Echo, Error Indication, End Marker, Supported Extension Headers: path management comes
+    /// with a later change; until then these are counted here.
+    case gtpuSignallingUnhandled
+    /// ARP: answered by a later change.
+    case arpUnhandled
+    /// Neither IPv4, IPv6 nor ARP.
+    case notIP
+    /// Plain IP arriving on N3 (N3 carries GTP-U only).
+    case notGTPUOnN3
+    /// An outer IPv4 fragment (GTP-U peers send whole packets; reassembly is not on the fast path).
+    case outerFragment
+    /// A frame in more than one mbuf segment.
+    case multiSegment
+    /// The egress TX queue was full.
+    case txQueueFull
+    /// An uplink rule allows UE-to-UE forwarding, but the destination is no session's UE.
+    case hairpinNoSession
+    /// A packet arrived on a port the data path does not know.
+    case unknownPort
+    /// The rule's QER closes the gate in the packet's direction.
+    case gateClosed
+
+    public var name: String {
+        switch self {
+        case .unknownTEID: "unknown_teid"
+        case .noSessionForUE: "no_session_for_ue"
+        case .noMatchingRule: "no_matching_rule"
+        case .ruleDrop: "rule_drop"
+        case .engineDownDrop: "engine_down_drop"
+        case .noGNBTunnel: "no_gnb_tunnel"
+        case .noCorePort: "no_core_port"
+        case .nextHopUnknown: "next_hop_unknown"
+        case .bufferingUnavailable: "buffering_unavailable"
+        case .headroomExhausted: "headroom_exhausted"
+        case .encapsulationTooLarge: "encapsulation_too_large"
+        case .noLocalAddressForPeer: "no_local_address_for_peer"
+        case .notAddressedToUPF: "not_addressed_to_upf"
+        case .localTrafficUnhandled: "local_traffic_unhandled"
+        case .gtpuSignallingUnhandled: "gtpu_signalling_unhandled"
+        case .arpUnhandled: "arp_unhandled"
+        case .notIP: "not_ip"
+        case .notGTPUOnN3: "not_gtpu_on_n3"
+        case .outerFragment: "outer_fragment"
+        case .multiSegment: "multi_segment"
+        case .txQueueFull: "tx_queue_full"
+        case .hairpinNoSession: "hairpin_no_session"
+        case .unknownPort: "unknown_port"
+        case .gateClosed: "gate_closed"
+        }
+    }
+
+    public var description: String { name }
+}
+
+/// What the data path did with the packets it forwarded (packets and bytes each).
+public enum ActionCounter: Int, CaseIterable, Sendable {
+    /// Uplink decapsulated to an engine.
+    case steer = 0
+    /// Re-encapsulated towards the central UPF.
+    case forwardN9
+    /// Decapsulated to the data network.
+    case forwardN6
+    /// Encapsulated towards the gNB (downlink from engines and the core).
+    case forwardN3
+    /// Uplink forwarded to another UE of this UPF because a rule allows it.
+    case hairpin
+    /// Steered while no engine instance was up, forwarded by the engine's `core` fallback.
+    case engineFallbackCore
+
+    public var name: String {
+        switch self {
+        case .steer: "steer"
+        case .forwardN9: "n9"
+        case .forwardN6: "n6"
+        case .forwardN3: "n3"
+        case .hairpin: "hairpin"
+        case .engineFallbackCore: "engine_fallback_core"
+        }
+    }
+}
+
+/// Per-port counters.
+public enum PortCounter: Int, CaseIterable, Sendable {
+    case rxPackets = 0, rxBytes, txPackets, txBytes, txDropped
+
+    public var name: String {
+        switch self {
+        case .rxPackets: "rx_packets"
+        case .rxBytes: "rx_bytes"
+        case .txPackets: "tx_packets"
+        case .txBytes: "tx_bytes"
+        case .txDropped: "tx_dropped"
+        }
+    }
+}
+
+/// Where each counter sits in a worker's block of 64-bit words.
+@frozen
+public struct CounterLayout: Sendable, Equatable {
+    /// Rules counted per session (by evaluation position; later rules share the last pair).
+    public let rulesPerSession: Int
+    public let sessionSlots: Int
+
+    public init(sessionSlots: Int, rulesPerSession: Int) {
+        precondition(sessionSlots >= 0 && rulesPerSession >= 1)
+        self.sessionSlots = sessionSlots
+        self.rulesPerSession = rulesPerSession
+    }
+
+    @inlinable public func port(_ port: Int, _ counter: PortCounter) -> Int {
+        port &* PortCounter.allCases.count &+ counter.rawValue
+    }
+    @usableFromInline static let parserBase = PortTable.maxPorts * PortCounter.allCases.count
+    @inlinable public func parser(_ reason: DropReason) -> Int { CounterLayout.parserBase &+ Int(reason.rawValue) }
+    @usableFromInline static let datapathBase = parserBase + DropReason.counterSlots
+    @inlinable public func datapath(_ reason: DatapathDrop) -> Int { CounterLayout.datapathBase &+ Int(reason.rawValue) }
+    @usableFromInline static let actionBase = datapathBase + DatapathDrop.allCases.count
+    /// Packets; bytes are the next word.
+    @inlinable public func action(_ action: ActionCounter) -> Int { CounterLayout.actionBase &+ action.rawValue &* 2 }
+    @usableFromInline static let ruleBase = actionBase + ActionCounter.allCases.count * 2
+    /// Packets of the rule at evaluation position `position` of the session in `slot`; bytes next.
+    @inlinable public func rule(slot: Int, position: Int) -> Int {
+        CounterLayout.ruleBase &+ (slot &* rulesPerSession &+ min(position, rulesPerSession &- 1)) &* 2
+    }
+
+    /// Words per worker, rounded up to a cache line so no two workers share one.
+    public var wordsPerWorker: Int { (CounterLayout.ruleBase + sessionSlots * rulesPerSession * 2 + 7) & ~7 }
+}
+
+/// Every worker's counters: one block each, written only by its worker (a relaxed load and
+/// store, no read-modify-write, no shared cache line), read by the control thread at any time.
+public final class DatapathCounters: @unchecked Sendable {
+    public let layout: CounterLayout
+    public let workers: Int
+    @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>
+
+    public init(layout: CounterLayout, workers: Int) {
+        precondition(workers >= 1)
+        self.layout = layout
+        self.workers = workers
+        let count = layout.wordsPerWorker * workers
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: count * 8, alignment: 64)
+        raw.initializeMemory(as: UInt64.self, repeating: 0, count: count)
+        words = raw.bindMemory(to: Atomic<UInt64>.self, capacity: count)
+    }
+
+    deinit { UnsafeMutableRawPointer(words).deallocate() }
+
+    /// Worker `index`'s writable block.
+    public func block(_ index: Int) -> CounterBlock {
+        precondition(index >= 0 && index < workers)
+        return CounterBlock(words: words + index * layout.wordsPerWorker, layout: layout)
+    }
+
+    /// The sum over workers of word `offset`.
+    public func total(_ offset: Int) -> UInt64 {
+        var sum: UInt64 = 0
+        for w in 0..<workers { sum &+= words[w * layout.wordsPerWorker + offset].load(ordering: .relaxed) }
+        return sum
+    }
+
+    /// Worker `worker`'s value of word `offset`.
+    public func value(worker: Int, _ offset: Int) -> UInt64 {
+        words[worker * layout.wordsPerWorker + offset].load(ordering: .relaxed)
+    }
+}
+
+/// One worker's counters (see `DatapathCounters`).
+@frozen
+public struct CounterBlock: @unchecked Sendable {
+    @usableFromInline let words: UnsafeMutablePointer<Atomic<UInt64>>
+    public let layout: CounterLayout
+
+    @inlinable
+    init(words: UnsafeMutablePointer<Atomic<UInt64>>, layout: CounterLayout) {
+        self.words = words
+        self.layout = layout
+    }
+
+    /// Adds `amount` to word `offset`. Single writer: a plain load and store (no lock prefix).
+    @inlinable @inline(__always)
+    public func add(_ offset: Int, _ amount: UInt64 = 1) {
+        let word = words + offset
+        word.pointee.store(word.pointee.load(ordering: .relaxed) &+ amount, ordering: .relaxed)
+    }
+
+    @inlinable @inline(__always)
+    public func count(_ reason: DatapathDrop) { add(layout.datapath(reason)) }
+
+    @inlinable @inline(__always)
+    public func count(_ reason: DropReason) { add(layout.parser(reason)) }
+
+    @inlinable @inline(__always)
+    public func count(_ action: ActionCounter, bytes: Int) {
+        let offset = layout.action(action)
+        add(offset)
+        add(offset &+ 1, UInt64(truncatingIfNeeded: bytes))
+    }
+}

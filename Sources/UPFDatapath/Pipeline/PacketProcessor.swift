@@ -1,0 +1,287 @@
+import UPFPackets
+import UPFPolicy
+
+/// What to do with a frame after `PacketProcessor.process`: send it on port `egress` (an index
+/// into the `PortTable`) as the `length` octets that now start `offset` octets from where the
+/// frame started (negative: new headers were written into the headroom in front of it), or drop
+/// it (`egress < 0`; the reason is already counted).
+@frozen
+public struct PacketVerdict: Equatable, Sendable {
+    public var egress: Int32
+    public var offset: Int32
+    public var length: Int32
+
+    @inlinable
+    public init(egress: Int32, offset: Int32, length: Int32) {
+        self.egress = egress
+        self.offset = offset
+        self.length = length
+    }
+
+    public static let dropped = PacketVerdict(egress: -1, offset: 0, length: 0)
+    @inlinable public var isDropped: Bool { egress < 0 }
+}
+
+/// The fast path of one worker: a frame in, the frame rewritten in place and a verdict out.
+///
+/// - N3 (uplink): G-PDU → session by TEID → first matching rule → steer (decapsulate, Ethernet
+///   to the engine instance), N9 (re-encapsulate towards the central UPF), N6 (decapsulate, to
+///   the core next hop), N3 (to another UE, only when a rule says so), drop.
+/// - Core: GTP-U addressed to the service's core address (N9 downlink: session by TEID — local
+///   TEIDs are unique per UPF, so the N3 F-TEID serves N9 as well); any other IP is N6 downlink
+///   (session by the destination UE address; UDP to port 2152 of a UE is user data).
+/// - Engine: plain IP from an engine → session by the destination UE address.
+/// Downlink rules normally encapsulate towards the gNB with the session's TEID and a PDU Session
+/// Container carrying the QFI (the rule's QER QFI, else the packet's, else the session default).
+///
+/// Egress headers are built from scratch: nothing of a received GTP-U header (flags, sequence,
+/// extensions) is carried over. No allocation, class, existential or closure per packet; the
+/// tables are reached through the `TableReader`'s pointers.
+public struct PacketProcessor: @unchecked Sendable {
+    public let reader: TableReader
+    @usableFromInline let ports: UnsafeMutablePointer<PortInfo>
+    @usableFromInline let portCount: Int
+    @usableFromInline let n3: Int
+    @usableFromInline let core: Int
+    @usableFromInline let engines: EngineView
+    public let counters: CounterBlock
+    @usableFromInline var n3Options = ParserOptions()
+    @usableFromInline var coreOptions = ParserOptions()
+    @usableFromInline var userOptions = ParserOptions()
+    /// Scratch: the packet being processed (reused, never reallocated).
+    @usableFromInline var parsed = ParsedPacket()
+
+    /// The `PortTable` and `EngineDirectory` must outlive the processor.
+    public init(reader: TableReader, ports: PortTable, engines: EngineDirectory, counters: CounterBlock) {
+        self.reader = reader
+        self.ports = ports.ports
+        self.portCount = ports.count
+        self.n3 = ports.n3
+        self.core = ports.core
+        self.engines = engines.view
+        self.counters = counters
+        n3Options.direction = .uplink
+        coreOptions.direction = .downlink
+    }
+
+    // MARK: Entry
+
+    /// Processes the frame of `length` octets at `frame` that arrived on port `ingress`.
+    /// `headroom` octets in front of `frame` may be written (the mbuf's headroom).
+    @inlinable
+    public mutating func process(frame: UnsafeMutableRawPointer, length: Int, headroom: Int, ingress: Int) -> PacketVerdict {
+        guard ingress >= 0 && ingress < portCount else { return drop(.unknownPort) }
+        let bytes = PacketBytes(base: UnsafeRawPointer(frame), count: length)
+        switch ports[ingress].role {
+        case .n3: return fromN3(bytes, frame: frame, headroom: headroom)
+        case .core: return fromCore(bytes, frame: frame, headroom: headroom, ingress: ingress)
+        case .engine: return fromEngine(bytes, frame: frame, headroom: headroom, ingress: ingress)
+        }
+    }
+
+    @inlinable @inline(__always)
+    func drop(_ reason: DatapathDrop) -> PacketVerdict {
+        counters.count(reason)
+        return .dropped
+    }
+
+    @inlinable @inline(__always)
+    func drop(_ reason: DropReason) -> PacketVerdict {
+        counters.count(reason)
+        return .dropped
+    }
+
+    // MARK: Ingress
+
+    @inlinable
+    mutating func fromN3(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int) -> PacketVerdict {
+        if let reason = PacketParser.parse(bytes, link: .ethernet, options: n3Options, into: &parsed) { return drop(reason) }
+        switch parsed.kind {
+        case .gPDU: break
+        case .arp: return drop(.arpUnhandled)
+        case .nonGTP: return drop(parsed.outerVersion == 0 ? .notIP : .notGTPUOnN3)
+        case .outerFragment: return drop(.outerFragment)
+        default: return drop(.gtpuSignallingUnhandled)
+        }
+        guard ports[n3].owns(parsed.outerDestination) else { return drop(.notAddressedToUPF) }
+        guard let session = reader.lookupUplink(teid: parsed.teid) else { return drop(.unknownTEID) }
+        return classifyAndAct(session, qfi: parsed.psc.present ? parsed.psc.qfi : 0, source: .access,
+                              frame: frame, headroom: headroom)
+    }
+
+    @inlinable
+    mutating func fromCore(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int, ingress: Int) -> PacketVerdict {
+        if let reason = PacketParser.parseUserPacket(bytes, options: userOptions, into: &parsed) { return drop(reason) }
+        if parsed.inner.version == 0 { return drop(parsed.kind == .arp ? .arpUnhandled : .notIP) }
+        if ports[ingress].owns(parsed.inner.destination) {
+            // Addressed to the service: N9 GTP-U from the central UPF, or nothing we serve.
+            guard parsed.inner.proto == IPProtocol.udp && parsed.inner.destinationPort == GTPU.udpPort
+            else { return drop(.localTrafficUnhandled) }
+            if let reason = PacketParser.parse(bytes, link: .ethernet, options: coreOptions, into: &parsed) {
+                return drop(reason)
+            }
+            switch parsed.kind {
+            case .gPDU: break
+            case .outerFragment: return drop(.outerFragment)
+            default: return drop(.gtpuSignallingUnhandled)
+            }
+            guard let session = reader.lookupUplink(teid: parsed.teid) else { return drop(.unknownTEID) }
+            return classifyAndAct(session, qfi: parsed.psc.present ? parsed.psc.qfi : 0, source: .core,
+                                  frame: frame, headroom: headroom)
+        }
+        guard let session = reader.lookupDownlink(parsed.inner.destination) else { return drop(.noSessionForUE) }
+        return classifyAndAct(session, qfi: 0, source: .core, frame: frame, headroom: headroom)
+    }
+
+    @inlinable
+    mutating func fromEngine(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int, ingress: Int) -> PacketVerdict {
+        if let reason = PacketParser.parseUserPacket(bytes, options: userOptions, into: &parsed) { return drop(reason) }
+        if parsed.inner.version == 0 { return drop(parsed.kind == .arp ? .arpUnhandled : .notIP) }
+        if ports[ingress].owns(parsed.inner.destination) { return drop(.localTrafficUnhandled) }
+        guard let session = reader.lookupDownlink(parsed.inner.destination) else { return drop(.noSessionForUE) }
+        return classifyAndAct(session, qfi: 0, source: .engine, frame: frame, headroom: headroom)
+    }
+
+    // MARK: Rules and actions
+
+    @inlinable
+    mutating func classifyAndAct(_ session: SessionHandle, qfi: UInt8, source: SourceInterface,
+                                 frame: UnsafeMutableRawPointer, headroom: Int) -> PacketVerdict {
+        guard let match = session.classify(flow: parsed.inner, qfi: qfi, source: source) else {
+            return drop(.noMatchingRule)
+        }
+        let rule = counters.layout.rule(slot: session.slot, position: match.index)
+        counters.add(rule)
+        counters.add(rule &+ 1, UInt64(truncatingIfNeeded: parsed.payloadLength))
+        return act(match, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: false)
+    }
+
+    @inlinable
+    mutating func act(_ match: RuleMatch, session: SessionHandle, qfi: UInt8, source: SourceInterface,
+                      frame: UnsafeMutableRawPointer, headroom: Int, fallback: Bool) -> PacketVerdict {
+        let uplink = source == .access
+        let qos = match.qos
+        if let qos, !(uplink ? qos.gateUplinkOpen : qos.gateDownlinkOpen) { return drop(.gateClosed) }
+        // The QFI a tunnel carries: the rule's QER marks it, else the packet's, else the default.
+        let markedQFI = qos.map(\.qfi).flatMap { $0 == 0 ? nil : $0 } ?? (qfi != 0 ? qfi : session.defaultQFI)
+
+        switch match.action {
+        case .steer(let engine):
+            switch engines.choose(Int(engine), flowHash: PacketProcessor.flowHash(parsed.inner)) {
+            case let .instance(port, mac):
+                return emitPlain(frame: frame, headroom: headroom, egress: port, destination: mac, action: .steer)
+            case .fallbackDrop:
+                return drop(.engineDownDrop)
+            case .fallbackCore:
+                guard !fallback, let next = session.classifySkippingSteer(flow: parsed.inner, qfi: qfi, source: source,
+                                                                          after: match.index)
+                else { return drop(.noMatchingRule) }
+                counters.count(.engineFallbackCore, bytes: parsed.payloadLength)
+                return act(next, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: true)
+            }
+
+        case let .forwardN9(peer, teid):
+            guard core >= 0 else { return drop(.noCorePort) }
+            guard let source = ports[core].address(towards: peer),
+                  let outer = GTPUOuterHeader(source: source, destination: peer)
+            else { return drop(.noLocalAddressForPeer) }
+            // Towards the PSA UPF the container is the uplink one (TS 38.415 on N9).
+            let encapsulation = GTPUEncapsulation(outer: outer, teid: teid, pduSessionContainer: .uplink(qfi: markedQFI))
+            return emitTunnel(encapsulation, frame: frame, headroom: headroom, egress: core, action: .forwardN9)
+
+        case .forwardN6:
+            guard core >= 0 else { return drop(.noCorePort) }
+            guard let nextHop = ports[core].nextHop else { return drop(.nextHopUnknown) }
+            return emitPlain(frame: frame, headroom: headroom, egress: core, destination: nextHop, action: .forwardN6)
+
+        case .forwardN3:
+            if uplink {
+                // UE to UE: only because this rule says so; the other UE's session carries it.
+                guard let target = reader.lookupDownlink(parsed.inner.destination) else { return drop(.hairpinNoSession) }
+                return encapsulateTowardsGNB(target, qfi: target.defaultQFI, frame: frame, headroom: headroom, action: .hairpin)
+            }
+            return encapsulateTowardsGNB(session, qfi: markedQFI, frame: frame, headroom: headroom, action: .forwardN3)
+
+        case .drop:
+            return drop(.ruleDrop)
+
+        case .buffer:
+            return drop(.bufferingUnavailable)
+        }
+    }
+
+    @inlinable
+    func encapsulateTowardsGNB(_ session: SessionHandle, qfi: UInt8, frame: UnsafeMutableRawPointer, headroom: Int,
+                               action: ActionCounter) -> PacketVerdict {
+        guard let gnb = session.gnb else { return drop(.noGNBTunnel) }
+        // The session's own N3 address is the tunnel's source when the families agree.
+        let local = session.n3Address
+        let source = local.isIPv4 == gnb.address.isIPv4 && local != .zero ? local : ports[n3].address(towards: gnb.address)
+        guard let source, let outer = GTPUOuterHeader(source: source, destination: gnb.address) else {
+            return drop(.noLocalAddressForPeer)
+        }
+        let encapsulation = GTPUEncapsulation(outer: outer, teid: gnb.teid, pduSessionContainer: .downlink(qfi: qfi))
+        return emitTunnel(encapsulation, frame: frame, headroom: headroom, egress: n3, action: action)
+    }
+
+    // MARK: Emitting
+
+    /// The inner packet (`parsed.payloadOffset..<payloadEnd`) behind a new Ethernet header.
+    @inlinable
+    func emitPlain(frame: UnsafeMutableRawPointer, headroom: Int, egress: Int, destination: MACAddress,
+                   action: ActionCounter) -> PacketVerdict {
+        let inner = Int(parsed.payloadOffset)
+        let length = parsed.payloadLength
+        let start = inner &- 14
+        guard start >= -headroom else { return drop(.headroomExhausted) }
+        PacketProcessor.writeEthernet(at: frame + start, destination: destination, source: ports[egress].mac,
+                                      etherType: parsed.inner.version == 6 ? EtherType.ipv6 : EtherType.ipv4)
+        counters.count(action, bytes: length)
+        return PacketVerdict(egress: Int32(truncatingIfNeeded: egress), offset: Int32(truncatingIfNeeded: start),
+                             length: Int32(truncatingIfNeeded: length &+ 14))
+    }
+
+    /// The inner packet inside `encapsulation`, behind an Ethernet header to the egress port's next hop.
+    @inlinable
+    func emitTunnel(_ encapsulation: GTPUEncapsulation, frame: UnsafeMutableRawPointer, headroom: Int, egress: Int,
+                    action: ActionCounter) -> PacketVerdict {
+        guard let nextHop = ports[egress].nextHop else { return drop(.nextHopUnknown) }
+        let inner = Int(parsed.payloadOffset)
+        let length = parsed.payloadLength
+        let header = encapsulation.headerLength
+        let start = inner &- header &- 14
+        guard start >= -headroom else { return drop(.headroomExhausted) }
+        do {
+            _ = try encapsulation.write(into: UnsafeMutableRawBufferPointer(start: frame + (inner &- header), count: header &+ length),
+                                        payloadLength: length)
+        } catch {
+            return drop(.encapsulationTooLarge)
+        }
+        PacketProcessor.writeEthernet(at: frame + start, destination: nextHop, source: ports[egress].mac,
+                                      etherType: encapsulation.outer.isIPv6 ? EtherType.ipv6 : EtherType.ipv4)
+        counters.count(action, bytes: length)
+        return PacketVerdict(egress: Int32(truncatingIfNeeded: egress), offset: Int32(truncatingIfNeeded: start),
+                             length: Int32(truncatingIfNeeded: length &+ header &+ 14))
+    }
+
+    @inlinable @inline(__always)
+    static func writeEthernet(at p: UnsafeMutableRawPointer, destination: MACAddress, source: MACAddress, etherType: UInt16) {
+        p.storeBigEndian(UInt32(truncatingIfNeeded: destination.value >> 16), toByteOffset: 0)
+        p.storeBigEndian(UInt16(truncatingIfNeeded: destination.value), toByteOffset: 4)
+        p.storeBigEndian(UInt32(truncatingIfNeeded: source.value >> 16), toByteOffset: 6)
+        p.storeBigEndian(UInt16(truncatingIfNeeded: source.value), toByteOffset: 10)
+        p.storeBigEndian(etherType, toByteOffset: 12)
+    }
+
+    /// A hash of the flow's 5-tuple for choosing an engine instance (the same flow, the same hash).
+    @inlinable @inline(__always)
+    public static func flowHash(_ flow: InnerFlow) -> UInt64 {
+        let ports = UInt64(flow.sourcePort) << 16 | UInt64(flow.destinationPort) | UInt64(flow.proto) << 32
+        var h = flow.source.low &* 0x9E37_79B9_7F4A_7C15
+        h ^= flow.source.high &* 0xC2B2_AE3D_27D4_EB4F
+        h ^= flow.destination.low &* 0x1656_67B1_9E37_79F9
+        h ^= flow.destination.high &* 0x85EB_CA77_C2B2_AE63
+        h ^= ports &* 0x27D4_EB2F_1656_67C5
+        return KeyIndex.mix(h)
+    }
+}

@@ -1,0 +1,113 @@
+import UPFControl
+import UPFDatapath
+import UPFDPDK
+import UPFPackets
+
+/// A reading of the data path's counters (summed over workers) and of the ports' own
+/// statistics: what `stats` returns over the socket and what the replay harness reports.
+public struct DatapathStatistics: Sendable, Codable, Equatable {
+    public struct Port: Sendable, Codable, Equatable {
+        public var name: String
+        public var role: String
+        public var device: String
+        public var rxPackets: UInt64
+        public var rxBytes: UInt64
+        public var txPackets: UInt64
+        public var txBytes: UInt64
+        public var txDropped: UInt64
+        /// The device's own view (rte_eth_stats); nil when it could not be read.
+        public var deviceStats: EthPort.Stats?
+    }
+
+    public struct Counter: Sendable, Codable, Equatable {
+        public var name: String
+        public var packets: UInt64
+        public var bytes: UInt64?
+    }
+
+    public struct Worker: Sendable, Codable, Equatable {
+        public var index: Int
+        public var lcore: UInt32
+        public var running: Bool
+        public var packets: UInt64
+    }
+
+    public var status: String
+    public var ports: [Port]
+    public var workers: [Worker]
+    public var actions: [Counter]
+    /// Every reason with a non-zero count, parser reasons first.
+    public var drops: [Counter]
+    public var dropped: UInt64
+
+    public init(dataplane: Dataplane) {
+        let c = dataplane.counters
+        let layout = c.layout
+        status = dataplane.status
+        ports = dataplane.configuration.ports.enumerated().map { i, port in
+            Port(name: port.name, role: port.role.description, device: port.device,
+                 rxPackets: c.total(layout.port(i, .rxPackets)), rxBytes: c.total(layout.port(i, .rxBytes)),
+                 txPackets: c.total(layout.port(i, .txPackets)), txBytes: c.total(layout.port(i, .txBytes)),
+                 txDropped: c.total(layout.port(i, .txDropped)),
+                 deviceStats: dataplane.status == "stopped" ? nil : try? dataplane.ports[i].stats())
+        }
+        workers = dataplane.workers.enumerated().map { i, w in
+            Worker(index: i, lcore: dataplane.workerLcores[i], running: w.isRunning, packets: w.packetsProcessed)
+        }
+        actions = ActionCounter.allCases.map { a in
+            Counter(name: a.name, packets: c.total(layout.action(a)), bytes: c.total(layout.action(a) + 1))
+        }
+        var drops: [Counter] = []
+        for reason in DropReason.allCases {
+            let n = c.total(layout.parser(reason))
+            if n > 0 { drops.append(Counter(name: reason.name, packets: n, bytes: nil)) }
+        }
+        for reason in DatapathDrop.allCases {
+            let n = c.total(layout.datapath(reason))
+            if n > 0 { drops.append(Counter(name: reason.name, packets: n, bytes: nil)) }
+        }
+        self.drops = drops
+        dropped = drops.reduce(0) { $0 + $1.packets }
+    }
+
+    /// Packets and bytes counted for the rules of the session in `slot` (by evaluation position).
+    public static func ruleCounters(_ dataplane: Dataplane, slot: Int, rules: Int) -> [(packets: UInt64, bytes: UInt64)] {
+        let layout = dataplane.counters.layout
+        return (0..<min(rules, layout.rulesPerSession)).map { position in
+            let offset = layout.rule(slot: slot, position: position)
+            return (dataplane.counters.total(offset), dataplane.counters.total(offset + 1))
+        }
+    }
+
+    public var json: JSONValue {
+        func counters(_ list: [Counter]) -> JSONValue {
+            .object(list.map { c in
+                (c.name, c.bytes.map { .object([("packets", .int(c.packets)), ("bytes", .int($0))]) } ?? .int(c.packets))
+            })
+        }
+        return .object([
+            ("status", .string(status)),
+            ("ports", .array(ports.map { p in
+                var fields: [(String, JSONValue)] = [
+                    ("name", .string(p.name)), ("role", .string(p.role)), ("device", .string(p.device)),
+                    ("rx_packets", .int(p.rxPackets)), ("rx_bytes", .int(p.rxBytes)),
+                    ("tx_packets", .int(p.txPackets)), ("tx_bytes", .int(p.txBytes)), ("tx_dropped", .int(p.txDropped)),
+                ]
+                if let d = p.deviceStats {
+                    fields.append(("device", .object([
+                        ("ipackets", .int(d.ipackets)), ("opackets", .int(d.opackets)), ("imissed", .int(d.imissed)),
+                        ("ierrors", .int(d.ierrors)), ("oerrors", .int(d.oerrors)), ("rx_nombuf", .int(d.rxNoMbuf)),
+                    ])))
+                }
+                return .object(fields)
+            })),
+            ("workers", .array(workers.map { w in
+                .object([("index", .int(w.index)), ("lcore", .int(w.lcore)), ("running", .bool(w.running)),
+                         ("packets", .int(w.packets))])
+            })),
+            ("actions", counters(actions)),
+            ("drops", counters(drops)),
+            ("dropped", .int(dropped)),
+        ])
+    }
+}

@@ -1,0 +1,266 @@
+// The running data path: EAL, the mbuf pool, the ports with their roles, the session tables the
+// control plane writes, the engine directory, the counters and the pinned workers. upfd and the
+// replay harness both run exactly this; they differ only in where the ports come from.
+
+import Logging
+import Synchronization
+import UPFControl
+import UPFDatapath
+import UPFDPDK
+import UPFPackets
+import UPFPolicy
+
+/// Where a configured port's DPDK device comes from.
+public enum PortSource {
+    /// The devices named in the configuration (`ports[].device`: PCI or `--vdev`).
+    case devices
+    /// In-memory ring ports, one per configured port (the replay harness feeds and drains them).
+    case rings(size: Int)
+}
+
+public enum DataplaneError: Error, CustomStringConvertible {
+    case dpdk(DPDKError)
+    case port(name: String, message: String)
+    case mempoolLeak(inUse: Int)
+
+    public var description: String {
+        switch self {
+        case .dpdk(let e): "DPDK: \(e)"
+        case let .port(name, message): "port '\(name)': \(message)"
+        case .mempoolLeak(let n): "\(n) mbufs were not returned to the pool at exit (a leak)"
+        }
+    }
+}
+
+public final class Dataplane: DatapathObserver, @unchecked Sendable {
+    public let configuration: DataplaneConfiguration
+    public let ports: [EthPort]
+    /// Set for `.rings`: the ring of each configured port.
+    public let ringPorts: [RingPort]
+    public let portTable: PortTable
+    public let engines: EngineDirectory
+    public let counters: DatapathCounters
+    public let tables: SessionTables
+    public let sessionTables: DatapathSessionTables
+    public let workers: [DatapathWorker]
+    public let workerLcores: [UInt32]
+    /// RSS hash functions per port (0 = none: queue 0 only).
+    public let rss: [UInt64]
+    private let mempool: Mempool
+    private let logger: Logger
+    private let state = Mutex(State.configured)
+
+    private enum State { case configured, running, stopped }
+
+    /// Initialises EAL, creates the pool, sets up and starts the ports and builds the workers
+    /// (not yet launched). A failure undoes what was done and names the part that failed.
+    public init(service: ServiceConfiguration, source: PortSource, logger: Logger) throws(DataplaneError) {
+        let configuration = service.dataplane
+        self.configuration = configuration
+        self.logger = logger
+        do {
+            _ = try EAL.initialize(arguments: configuration.ealArguments(), programName: "upfd")
+        } catch {
+            throw .dpdk(error)
+        }
+        let lcores = configuration.workerLcores.map { UInt32($0) }
+        let workerCount = lcores.count
+        workerLcores = lcores
+
+        var opened: [EthPort] = []
+        var rings: [RingPort] = []
+        var pool: Mempool?
+        func undo() {
+            for port in opened {
+                try? port.stop()
+                try? port.close()
+            }
+            rings.forEach { $0.freeRings() }
+            pool?.free()
+            try? EAL.cleanup()
+        }
+        do {
+            // Resolve every port first, so a typo fails before anything is started.
+            switch source {
+            case .devices:
+                for port in configuration.ports {
+                    do {
+                        opened.append(try EthPort(named: port.device))
+                    } catch {
+                        throw DataplaneError.port(name: port.name, message: error.message)
+                    }
+                }
+            case .rings(let size):
+                for port in configuration.ports {
+                    let ring = try RingPort.create(name: "ring_\(port.name)", txQueues: workerCount, size: size)
+                    rings.append(ring)
+                    opened.append(ring.port)
+                }
+            }
+            let socket = opened.lazy.compactMap(\.socketID).first
+            pool = try Mempool.create(name: "upfd_mbufs", count: configuration.mbufs, socket: socket)
+            var rssApplied: [UInt64] = []
+            var rxQueues: [Int] = []
+            for (i, port) in opened.enumerated() {
+                let name = configuration.ports[i].name
+                let info = try port.info()
+                guard info.maxTxQueues >= workerCount else {
+                    throw DataplaneError.port(name: name, message:
+                        "\(info.driverName) offers \(info.maxTxQueues) TX queue(s); \(workerCount) workers need one each")
+                }
+                let rx = max(1, min(workerCount, info.maxRxQueues))
+                let applied = try port.configureWithRSS(rxQueues: rx, txQueues: workerCount,
+                                                        ringSize: configuration.ports[i].ringSize, mempool: pool!)
+                // Without RSS a second queue would receive nothing: poll queue 0 only.
+                rxQueues.append(applied == 0 ? 1 : rx)
+                rssApplied.append(applied)
+                try? port.enablePromiscuous()
+                try port.start()
+            }
+            rss = rssApplied
+            let macs = try opened.map { port throws(DPDKError) in try port.macAddress() }
+            portTable = try PortTable(configuration.portInfos(deviceMAC: { macs[$0] }))
+            ports = opened
+            ringPorts = rings
+            mempool = pool!
+
+            // Queue i of port p goes to worker (running index) mod workers: ports without RSS
+            // are spread over the workers instead of all landing on the first.
+            var assignment = Array(repeating: [PolledQueue](), count: workerCount)
+            var next = 0
+            for (p, port) in opened.enumerated() {
+                for q in 0..<rxQueues[p] {
+                    assignment[next % workerCount].append(PolledQueue(port: port, queue: UInt16(q), portIndex: p))
+                    next += 1
+                }
+            }
+            let sessions = SessionTables(capacity: service.limits.maxSessions, readers: workerCount)
+            tables = sessions
+            let directory = EngineDirectory(capacity: max(1, service.limits.maxEngines))
+            engines = directory
+            let layout = CounterLayout(sessionSlots: sessions.slotCount, rulesPerSession: configuration.ruleCountersPerSession)
+            let allCounters = DatapathCounters(layout: layout, workers: workerCount)
+            counters = allCounters
+            let table = portTable
+            let config = configuration
+            sessionTables = DatapathSessionTables(tables: sessions, engines: (directory, { engine in
+                Dataplane.entry(for: engine, configuration: config, ports: table)
+            }))
+            var tuning = WorkerTuning()
+            tuning.burst = configuration.workers.burst
+            tuning.drainMicroseconds = configuration.workers.txDrainMicroseconds
+            tuning.idleRoundsBeforeSleep = configuration.workers.idleRounds
+            tuning.idleSleepMicroseconds = configuration.workers.idleSleepMicroseconds
+            let ids = opened.map(\.id)
+            workers = (0..<workerCount).map { w in
+                let processor = PacketProcessor(reader: sessions.reader(w), ports: table, engines: directory,
+                                                counters: allCounters.block(w))
+                return DatapathWorker(index: w, processor: processor, queues: assignment[w], portIDs: ids,
+                                      txQueue: UInt16(w), tuning: tuning)
+            }
+            for (i, port) in configuration.ports.enumerated() where rssApplied[i] == 0 && workerCount > 1 && rxQueues[i] == 1 {
+                logger.info("port has no RSS: one worker receives it", metadata: ["port": "\(port.name)"])
+            }
+        } catch let error as DataplaneError {
+            undo()
+            throw error
+        } catch let error as DPDKError {
+            undo()
+            throw .dpdk(error)
+        } catch let error as PortTable.Problem {
+            undo()
+            throw .port(name: "ports", message: error.description)
+        } catch {
+            undo()
+            throw .port(name: "?", message: "\(error)")
+        }
+    }
+
+    /// The directory entry of a policy engine: its instances' ports resolved against the
+    /// configuration (by port name or index; it must be an engine port), MACs as given.
+    static func entry(for engine: Engine, configuration: DataplaneConfiguration, ports: PortTable) -> DatapathSessionTables.EngineEntry {
+        let instances = engine.instances.map { instance -> EngineDirectory.Instance in
+            guard let index = configuration.portIndex(named: instance.port), ports[index].role == .engine else {
+                // Not an engine port of this data path: the instance is never chosen.
+                return EngineDirectory.Instance(port: 0, mac: nil, up: false)
+            }
+            return EngineDirectory.Instance(port: UInt16(index), mac: instance.mac.flatMap { MACAddress($0) }, up: true)
+        }
+        return DatapathSessionTables.EngineEntry(instances: instances, fallbackDrop: engine.fallback == .drop)
+    }
+
+    /// Launches the workers on their lcores.
+    public func start() throws(DataplaneError) {
+        for (worker, lcore) in zip(workers, workerLcores) {
+            do {
+                try worker.launch(on: lcore)
+            } catch {
+                stopWorkers()
+                throw .dpdk(error)
+            }
+        }
+        state.withLock { $0 = .running }
+        logger.notice("data path running", metadata: [
+            "workers": "\(workers.count)", "lcores": "\(workerLcores.map(String.init).joined(separator: ","))",
+            "ports": "\(configuration.ports.map { "\($0.name)=\($0.device)(\($0.role))" }.joined(separator: " "))",
+        ])
+    }
+
+    private func stopWorkers() {
+        workers.forEach { $0.requestStop() }
+        for lcore in workerLcores {
+            Lcores.wait(lcore)
+        }
+    }
+
+    /// Stops the workers (each flushes what it holds), stops and closes the ports, checks that
+    /// every mbuf came back, frees the pool and cleans up EAL. Throws `.mempoolLeak` when not.
+    public func stop() throws(DataplaneError) {
+        let wasRunning = state.withLock { s -> Bool in
+            defer { s = .stopped }
+            return s == .running
+        }
+        if wasRunning { stopWorkers() }
+        // Whatever a ring port still holds (input not yet received, output not yet drained) is
+        // ours to free before the leak check.
+        let scratch = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: MbufBurst.capacity)
+        defer { scratch.deallocate() }
+        for port in ports {
+            try? port.stop()
+        }
+        for ring in ringPorts {
+            for q in 0..<ring.txRings.count {
+                while case let n = ring.drain(queue: q, into: scratch, capacity: MbufBurst.capacity), n > 0 {
+                    Mbuf.freeBulk(scratch, count: n)
+                }
+            }
+            while case let n = ring.takeBackInput(into: scratch, capacity: MbufBurst.capacity), n > 0 {
+                Mbuf.freeBulk(scratch, count: n)
+            }
+        }
+        for port in ports {
+            try? port.close()
+        }
+        ringPorts.forEach { $0.freeRings() }
+        let inUse = mempool.inUseCount
+        mempool.free()
+        try? EAL.cleanup()
+        if inUse != 0 { throw .mempoolLeak(inUse: inUse) }
+    }
+
+    // MARK: DatapathObserver
+
+    public var status: String {
+        state.withLock { s in
+            switch s {
+            case .configured: "starting"
+            case .running: workers.allSatisfy(\.isRunning) ? "running" : "worker_stopped"
+            case .stopped: "stopped"
+            }
+        }
+    }
+
+    public func statistics() -> JSONValue {
+        DatapathStatistics(dataplane: self).json
+    }
+}
