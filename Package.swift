@@ -77,7 +77,8 @@ let package = Package(
         .executableTarget(
             name: "upf-replay",
             dependencies: [
-                "UPFPackets", "UPFCapture", "UPFDPDK",
+                "UPFPackets", "UPFCapture", "UPFDPDK", "UPFService", "UPFControl", "UPFDatapath", "UPFPolicy",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]

@@ -104,6 +104,11 @@ public final class PcapWriter {
                   base.assumingMemoryBound(to: UInt8.self))
     }
 
+    /// Writes buffered frames to the file (closing happens when the writer is released).
+    public func flush() {
+        _ = pcap_dump_flush(dumper)
+    }
+
     deinit {
         pcap_dump_close(dumper)
         pcap_close(pcap)

@@ -46,7 +46,8 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public let workerLcores: [UInt32]
     /// RSS hash functions per port (0 = none: queue 0 only).
     public let rss: [UInt64]
-    private let mempool: Mempool
+    /// The pool every port fills from (the replay harness allocates its input from it too).
+    public let mempool: Mempool
     private let logger: Logger
     private let state = Mutex(State.configured)
 

@@ -5,7 +5,7 @@ import ArgumentParser
 struct UPFReplay: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upf-replay",
-        abstract: "Decode captures as the upfd data path sees them, and drive DPDK ports with them.",
-        subcommands: [Decode.self, PortCheck.self]
+        abstract: "Replay captures through the upfd data path, decode captures as it sees them, check DPDK ports.",
+        subcommands: [Decode.self, Run.self, PortCheck.self]
     )
 }

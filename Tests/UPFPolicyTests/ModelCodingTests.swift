@@ -10,7 +10,7 @@ import Testing
         #expect(yaml.engines.map(\.id) == ["llm", "vision"])
         #expect(yaml.engines[0].fallback == .drop && yaml.engines[1].fallback == .core)
         #expect(yaml.engines[0].probe == EngineProbe(kind: .http, port: 8080, path: "/health", intervalMs: 500))
-        #expect(yaml.applications == [Application(id: "inference", destinationPrefixes: ["198.51.100.0/24", "2001:db8:100::/48"],
+        #expect(yaml.applications == [Application(id: "inference", destinationPrefixes: ["198.51.100.0/24", "10.200.0.0/24", "2001:db8:100::/48"],
                                                   destinationPorts: [PortRange(443), PortRange(low: 8000, high: 8080)], protocol: 6)])
         #expect(yaml.sessions.map(\.seid) == [1, 2, 3])
         let first = yaml.sessions[0]

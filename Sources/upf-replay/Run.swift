@@ -1,0 +1,204 @@
+import ArgumentParser
+import Foundation
+import Logging
+import UPFCapture
+import UPFControl
+import UPFDatapath
+import UPFPolicy
+import UPFService
+
+/// `upf-replay run`: the upfd data path (same code, same DPDK ports and workers) with its ports'
+/// traffic coming from captures and going to captures.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replay captures through the upfd data path and write what each port sends.",
+        discussion: """
+            The configuration's ports (name, role, addresses, MACs) become in-memory DPDK ring \
+            ports; their devices and the EAL device lists are not used. The policy is installed \
+            before the first packet. Frames of all inputs are fed in timestamp order. Every port's \
+            output is written to OUTPUT-DIR/<port>.pcap. With --socket the control socket is served \
+            during the replay, so upfctl can change the policy while traffic flows.
+
+            Exit status: 0 done (and every mbuf returned to the pool), 1 an error (the message \
+            says which input, field or part), 2 an --expect mismatch (a readable diff on stderr).
+            """
+    )
+
+    @Option(help: ArgumentHelp("upfd configuration (YAML); default: the embedded one.", valueName: "file"))
+    var config: String?
+
+    @Option(help: ArgumentHelp("Policy (YAML or JSON) installed before the first packet.", valueName: "file"))
+    var policy: String?
+
+    @Option(name: .customLong("input"), help: ArgumentHelp("PORT=FILE: an Ethernet capture received on port PORT (repeatable).", valueName: "port=file"))
+    var inputs: [String] = []
+
+    @Option(help: ArgumentHelp("Directory for <port>.pcap outputs (created).", valueName: "dir"))
+    var outputDir: String
+
+    @Option(help: "Input rate in packets per second (0: as fast as the data path takes them).")
+    var rate: Double = 0
+
+    @Option(help: ArgumentHelp("Serve the control socket at this path during the replay.", valueName: "path"))
+    var socket: String?
+
+    @Option(help: ArgumentHelp("Expectations (YAML or JSON) the outputs and counters must meet.", valueName: "file"))
+    var expect: String?
+
+    @Option(help: "Seconds between progress lines on stderr.")
+    var progressInterval: Double = 1
+
+    @Option(help: "Worker lcores, overriding the configuration's eal.lcores (e.g. \"0,1\" or \"0-2\").")
+    var lcores: String?
+
+    @Flag(help: "Print the report as one JSON object on stdout.")
+    var json = false
+
+    func run() throws {
+        var settings: ServiceConfiguration
+        do {
+            settings = try config.map { try ServiceConfiguration.load(path: $0) }
+                ?? ServiceConfiguration.parse(yaml: ServiceConfiguration.defaultYAML, source: "embedded default configuration")
+        } catch {
+            throw fail("configuration error: \(error)")
+        }
+        // Ring ports only: no device is probed.
+        settings.dataplane.eal.vdevs = []
+        settings.dataplane.eal.pci = []
+        if let lcores { settings.dataplane.eal.lcores = lcores; settings.dataplane.workers.lcores = nil }
+        if let socket { settings.control.socket = socket }
+        // The replay never persists a policy.
+        settings.stateFile = "/nonexistent/upf-replay-state.json"
+
+        var logger = Logger(label: "upf-replay")
+        logger.logLevel = settings.logLevel > .notice ? settings.logLevel : .warning
+
+        let expectations = try expect.map { path in
+            do { return try Expectations.load(path: path) } catch { throw fail("\(path): \(error)") }
+        }
+        let loadedPolicy = try policy.map { path in
+            do { return try Policy.load(path: path) } catch { throw fail("\(path): \(error)") }
+        }
+        var input = ReplayInput()
+        for spec in inputs {
+            let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let port = settings.dataplane.portIndex(named: parts[0]) else {
+                let names = settings.dataplane.ports.map(\.name).joined(separator: ", ")
+                throw fail("--input \(spec): expected PORT=FILE with PORT one of: \(names)")
+            }
+            do { try input.add(path: parts[1], port: port) } catch { throw fail("\(error)") }
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+        } catch {
+            throw fail("cannot create \(outputDir): \(error.localizedDescription)")
+        }
+        let writers: [PcapWriter]
+        do {
+            writers = try settings.dataplane.ports.map { try PcapWriter(path: "\(outputDir)/\($0.name).pcap") }
+        } catch {
+            throw fail("\(error)")
+        }
+
+        let dataplane: Dataplane
+        do {
+            dataplane = try Dataplane(service: settings, source: .rings(size: 4096), logger: logger)
+        } catch {
+            throw fail("cannot start the data path: \(error)")
+        }
+        let service = ControlService(configuration: settings, tables: dataplane.sessionTables, persist: false, logger: logger)
+        service.core.datapath = dataplane
+        var outcome: ReplayOutcome?
+        var failure: Error?
+        do {
+            try service.core.load().wait()
+            if let loadedPolicy {
+                do {
+                    _ = try service.core.handle(.policyPut(loadedPolicy, replace: true)).wait()
+                } catch {
+                    throw fail("\(policy!): \(error)")
+                }
+            }
+            try dataplane.start()
+            if socket != nil { try service.server.start() }
+            outcome = try dataplane.replay(input, rate: rate, writers: writers, decode: expectations != nil,
+                                           progressInterval: progressInterval) { fed, processed in
+                printToStandardError("upf-replay: \(fed)/\(input.frames.count) fed, \(processed) processed")
+            }
+        } catch {
+            failure = error
+        }
+        let statistics = DatapathStatistics(dataplane: dataplane)
+        service.stop(writeSnapshot: false)
+        var stopError: Error?
+        do { try dataplane.stop() } catch { stopError = error }
+        writers.forEach { $0.flush() }
+        if let failure { throw failure is ExitCode ? failure : fail("\(failure)") }
+        guard let outcome else { throw fail("the replay did not run") }
+
+        let ports = settings.dataplane.ports
+        let mismatches = expectations?.check(outcome: outcome, statistics: statistics, ports: ports.map(\.name)) ?? []
+        let report = ReplayReport(input: input, outcome: outcome, statistics: statistics, ports: ports.map(\.name),
+                                  outputDir: outputDir, mismatches: expectations == nil ? nil : mismatches)
+        if json { print(report.json) } else { print(report.text, terminator: "") }
+        if let stopError { throw fail("\(stopError)") }
+        if !mismatches.isEmpty {
+            printToStandardError("upf-replay: \(mismatches.count) expectation(s) not met:")
+            mismatches.forEach { printToStandardError("  " + $0) }
+            throw ExitCode(2)
+        }
+    }
+
+    private func fail(_ message: String) -> ExitCode {
+        printToStandardError("upf-replay: \(message)")
+        return ExitCode(1)
+    }
+}
+
+/// The replay's report: inputs, outputs, and the data path's own counters.
+struct ReplayReport {
+    var input: ReplayInput
+    var outcome: ReplayOutcome
+    var statistics: DatapathStatistics
+    var ports: [String]
+    var outputDir: String
+    var mismatches: [String]?
+
+    var json: String {
+        var fields: [(String, JSONValue)] = [
+            ("input", .object(ports.enumerated().map { i, name in
+                let c = input.perPort[i] ?? (0, 0)
+                return (name, .object([("packets", .int(c.packets)), ("bytes", .int(c.bytes))]))
+            })),
+            ("output", .object(ports.enumerated().map { i, name in
+                (name, .object([("packets", .int(outcome.outputs[i].packets)), ("bytes", .int(outcome.outputs[i].bytes)),
+                                ("file", .string("\(outputDir)/\(name).pcap"))]))
+            })),
+            ("datapath", statistics.json),
+            ("elapsed_seconds", .number(String(format: "%.3f", outcome.elapsedSeconds))),
+        ]
+        if let mismatches {
+            fields.append(("expect", .object([("ok", .bool(mismatches.isEmpty)), ("mismatches", .array(mismatches.map { .string($0) }))])))
+        }
+        var text = ""
+        JSONValue.object(fields).write(to: &text)
+        return text
+    }
+
+    var text: String {
+        var out = "port            in pkts     in bytes     out pkts    out bytes\n"
+        for (i, name) in ports.enumerated() {
+            let c = input.perPort[i] ?? (0, 0)
+            out += name.padding(toLength: 12, withPad: " ", startingAt: 0)
+                + String(format: " %11d %12d %12d %12d\n", c.packets, c.bytes, outcome.outputs[i].packets, outcome.outputs[i].bytes)
+        }
+        out += "actions:"
+        for a in statistics.actions where a.packets > 0 { out += " \(a.name)=\(a.packets)" }
+        out += "\ndrops:"
+        if statistics.drops.isEmpty { out += " none" }
+        for d in statistics.drops { out += " \(d.name)=\(d.packets)" }
+        out += String(format: "\nelapsed %.3f s; outputs in %@\n", outcome.elapsedSeconds, outputDir)
+        if let mismatches { out += mismatches.isEmpty ? "expectations: all met\n" : "expectations: \(mismatches.count) not met\n" }
+        return out
+    }
+}
