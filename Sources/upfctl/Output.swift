@@ -187,6 +187,39 @@ struct StatsResponse: Decodable {
         var published: UInt64
         var dropped: UInt64
     }
+    /// The data path's counters (`datapath` object; a string when it is not running).
+    struct Datapath: Decodable {
+        struct Port: Decodable {
+            var name: String
+            var role: String
+            var rxPackets: UInt64
+            var rxBytes: UInt64
+            var txPackets: UInt64
+            var txBytes: UInt64
+            var txDropped: UInt64
+            enum CodingKeys: String, CodingKey {
+                case name, role
+                case rxPackets = "rx_packets", rxBytes = "rx_bytes", txPackets = "tx_packets", txBytes = "tx_bytes"
+                case txDropped = "tx_dropped"
+            }
+        }
+        struct Counted: Decodable {
+            var packets: UInt64
+            var bytes: UInt64
+        }
+        struct Worker: Decodable {
+            var index: Int
+            var lcore: Int
+            var running: Bool
+            var packets: UInt64
+        }
+        var status: String
+        var ports: [Port]
+        var workers: [Worker]
+        var actions: [String: Counted]
+        var drops: [String: UInt64]
+    }
+    var datapath: Datapath?
     var version: UInt64
     var sessions: Int
     var engines: Int
@@ -198,8 +231,24 @@ struct StatsResponse: Decodable {
     var events: Events
     var uptimeSeconds: Int64
     enum CodingKeys: String, CodingKey {
-        case version, sessions, engines, applications, table, requests, errors, clients, events
+        case datapath, version, sessions, engines, applications, table, requests, errors, clients, events
         case uptimeSeconds = "uptime_seconds"
+    }
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        // "not_running" (a string) when upfd runs without a data path.
+        datapath = try? c.decodeIfPresent(Datapath.self, forKey: .datapath)
+        version = try c.decode(UInt64.self, forKey: .version)
+        sessions = try c.decode(Int.self, forKey: .sessions)
+        engines = try c.decode(Int.self, forKey: .engines)
+        applications = try c.decode(Int.self, forKey: .applications)
+        table = try c.decode(Table.self, forKey: .table)
+        requests = try c.decode(Requests.self, forKey: .requests)
+        errors = try c.decode([String: UInt64].self, forKey: .errors)
+        clients = try c.decode(Clients.self, forKey: .clients)
+        events = try c.decode(Events.self, forKey: .events)
+        uptimeSeconds = try c.decode(Int64.self, forKey: .uptimeSeconds)
     }
 }
 
@@ -282,4 +331,21 @@ func printStats(_ s: StatsResponse) {
         print("")
         printTable(["ERROR CODE", "COUNT"], s.errors.sorted { $0.key < $1.key }.map { [$0.key, String($0.value)] })
     }
+    guard let d = s.datapath else { return }
+    print("")
+    printTable(["PORT", "ROLE", "RX PKTS", "RX BYTES", "TX PKTS", "TX BYTES", "TX DROPPED"], d.ports.map {
+        [$0.name, $0.role, String($0.rxPackets), String($0.rxBytes), String($0.txPackets), String($0.txBytes), String($0.txDropped)]
+    })
+    print("")
+    printTable(["WORKER", "LCORE", "STATE", "PACKETS"], d.workers.map {
+        [String($0.index), String($0.lcore), $0.running ? "running" : "stopped", String($0.packets)]
+    })
+    print("")
+    printTable(["ACTION", "PACKETS", "BYTES"], d.actions.sorted { $0.key < $1.key }.map {
+        [$0.key, String($0.value.packets), String($0.value.bytes)]
+    })
+    print("")
+    printTable(["DROP REASON", "PACKETS"], d.drops.isEmpty ? [["(none)", "0"]] : d.drops.sorted { $0.key < $1.key }.map {
+        [$0.key, String($0.value)]
+    })
 }
