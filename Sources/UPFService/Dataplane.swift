@@ -46,6 +46,8 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public let workerLcores: [UInt32]
     /// RSS hash functions per port (0 = none: queue 0 only).
     public let rss: [UInt64]
+    /// Entries of each ring of ring ports (0 for device ports).
+    public let ringSize: Int
     /// The pool every port fills from (the replay harness allocates its input from it too).
     public let mempool: Mempool
     private let logger: Logger
@@ -119,6 +121,7 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
                 try port.start()
             }
             rss = rssApplied
+            if case .rings(let size) = source { ringSize = size } else { ringSize = 0 }
             let macs = try opened.map { port throws(DPDKError) in try port.macAddress() }
             portTable = try PortTable(configuration.portInfos(deviceMAC: { macs[$0] }))
             ports = opened

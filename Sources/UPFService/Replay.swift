@@ -122,6 +122,15 @@ extension Dataplane {
     /// them), writes what every port transmits to `writers[port]`, and returns once every fed
     /// packet went through the workers and their TX buffers are empty. `progress` is called
     /// about every `progressInterval` seconds.
+    /// Packets dropped so far, every reason, every worker.
+    public func droppedTotal() -> UInt64 {
+        let layout = counters.layout
+        var sum: UInt64 = 0
+        for reason in DropReason.allCases { sum &+= counters.total(layout.parser(reason)) }
+        for reason in DatapathDrop.allCases { sum &+= counters.total(layout.datapath(reason)) }
+        return sum
+    }
+
     public func replay(_ input: ReplayInput, rate: Double, writers: [PcapWriter], decode: Bool,
                        progressInterval: Double = 1, progress: (Int, Int) -> Void) throws -> ReplayOutcome {
         guard ringPorts.count == ports.count, !ringPorts.isEmpty else { throw ReplayError.notRingPorts }
@@ -134,6 +143,7 @@ extension Dataplane {
         var lastChange = start
         var lastProcessed: UInt64 = 0
         var quietRounds = 0
+        let maxInFlight = ringSize / 2
 
         func drainOutputs() -> Int {
             var total = 0
@@ -163,6 +173,10 @@ extension Dataplane {
             while true {
                 // Feed what the rate allows (one burst at most per round).
                 var allowed = input.frames.count - next
+                // Back-pressure: never more in flight than half a TX ring, so a worker never finds
+                // a ring full because this thread has not drained it yet (which would be a drop).
+                let settled = outcome.outputs.reduce(0) { $0 + $1.packets } + Int(droppedTotal())
+                allowed = min(allowed, max(0, maxInFlight - (next - settled)))
                 if rate > 0 {
                     let due = Int(Date().timeIntervalSince(start) * rate) + 1
                     allowed = min(allowed, max(0, due - next))
