@@ -45,7 +45,8 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
         let layout = c.layout
         status = dataplane.status
         ports = dataplane.configuration.ports.enumerated().map { i, port in
-            Port(name: port.name, role: port.role.description, device: port.device,
+            Port(name: port.name, role: port.role.description,
+                 device: dataplane.ringPorts.isEmpty ? port.device : "ring_\(port.name)",
                  rxPackets: c.total(layout.port(i, .rxPackets)), rxBytes: c.total(layout.port(i, .rxBytes)),
                  txPackets: c.total(layout.port(i, .txPackets)), txBytes: c.total(layout.port(i, .txBytes)),
                  txDropped: c.total(layout.port(i, .txDropped)),
@@ -94,7 +95,7 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
                     ("tx_packets", .int(p.txPackets)), ("tx_bytes", .int(p.txBytes)), ("tx_dropped", .int(p.txDropped)),
                 ]
                 if let d = p.deviceStats {
-                    fields.append(("device", .object([
+                    fields.append(("device_stats", .object([
                         ("ipackets", .int(d.ipackets)), ("opackets", .int(d.opackets)), ("imissed", .int(d.imissed)),
                         ("ierrors", .int(d.ierrors)), ("oerrors", .int(d.oerrors)), ("rx_nombuf", .int(d.rxNoMbuf)),
                     ])))
