@@ -44,8 +44,10 @@ let package = Package(
         // The policy model (PFCP names), its validation with precise errors, and its compilation
         // into the numeric form the fast path walks.
         .target(name: "UPFPolicy", dependencies: ["UPFPackets", "Yams"]),
+        // `__builtin_prefetch` for UPFDatapath's burst lookups (static inline; no DPDK).
+        .target(name: "CPrefetch"),
         // Per-worker fast-path state: session tables with RCU-published updates, the classifier.
-        .target(name: "UPFDatapath", dependencies: ["UPFPackets", "UPFPolicy"]),
+        .target(name: "UPFDatapath", dependencies: ["UPFPackets", "UPFPolicy", "CPrefetch"]),
         // The control thread: the Unix socket, its protocol, persistence, events. Never touches a packet.
         .target(
             name: "UPFControl",

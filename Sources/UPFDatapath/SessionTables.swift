@@ -56,8 +56,10 @@ public enum TableKey: Equatable, Sendable, CustomStringConvertible {
 /// - a control-only SEID index (16-byte cells, 2 × capacity slots, backward-shift deletion);
 /// - free stacks of records and of stable session slots, and a FIFO of retired records;
 /// - the QSBR epoch, the indexes' change counters and one counter per reader, a cache line each.
-/// Each version's rules and pools (rules, prefixes, QoS, ports, counter indices) are one
-/// contiguous allocation made by `put`, freed with its record.
+/// Each version's rules and pools (ports, prefixes, rules, QoS, counter indices) are one
+/// contiguous block cut by `put` from the rule-block chunks (`RuleBlockAllocator`), freed with
+/// its record. The record slab, the reader indexes and large rule-block chunks are on 2 MiB
+/// transparent huge pages where the system allows (`LargeBlock`).
 ///
 /// Updates (RCU): `put` writes a *free* record (and its rule block) with plain stores, then
 /// publishes it with release stores into the index cells (replacing the old version's cells in
@@ -112,7 +114,8 @@ public final class SessionTables: @unchecked Sendable {
     let uplink: KeyIndex
     let downlinkV4: KeyIndex
     let downlinkV6: KeyIndex
-    let indexCells: UnsafeMutableRawPointer
+    let recordBlock: LargeBlock
+    let indexBlock: LargeBlock
 
     struct SEIDCell {
         var seid: UInt64
@@ -145,6 +148,11 @@ public final class SessionTables: @unchecked Sendable {
     var generation: UInt32 = 0
     /// Rule blocks allocated and not yet freed (live versions + retired ones).
     public private(set) var ruleBlocks = 0
+    /// Where rule blocks come from (control thread only).
+    var ruleAllocator: RuleBlockAllocator
+
+    /// Bytes reserved for rule blocks so far (whole chunks; kept until the tables go away).
+    public var ruleBlockBytes: Int { ruleAllocator.reservedBytes }
 
     // MARK: Sizing
 
@@ -163,8 +171,8 @@ public final class SessionTables: @unchecked Sendable {
     public static func reservedBytes(capacity: Int, spareRecords: Int? = nil) -> Int {
         let records = capacity + (spareRecords ?? defaultSpare(capacity))
         let slots = indexSlots(capacity)
-        return records * recordSize                       // record slab
-            + 3 * slots * MemoryLayout<UInt64>.stride      // TEID, IPv4, IPv6 indexes
+        return LargeBlock.footprint(records * recordSize)                  // record slab
+            + LargeBlock.footprint(3 * slots * MemoryLayout<UInt64>.stride)  // TEID, IPv4, IPv6 indexes
             + max(8, 2 * capacity) * MemoryLayout<SEIDCell>.stride  // SEID index
             + records * MemoryLayout<UInt32>.stride        // free records
             + records * MemoryLayout<UInt32>.stride        // free slots
@@ -194,17 +202,15 @@ public final class SessionTables: @unchecked Sendable {
         self.spareRecords = max(1, spareRecords ?? SessionTables.defaultSpare(capacity))
         self.readerCount = readers
         recordCount = capacity + self.spareRecords
+        ruleAllocator = RuleBlockAllocator(capacity: capacity)
 
-        let recordBytes = recordCount * SessionTables.recordSize
-        let rawRecords = UnsafeMutableRawPointer.allocate(byteCount: recordBytes, alignment: 64)
-        rawRecords.initializeMemory(as: UInt8.self, repeating: 0, count: recordBytes)
-        records = rawRecords.bindMemory(to: SessionRecord.self, capacity: recordCount)
+        // The two arrays the workers read at random: on huge pages when large (see LargeBlock).
+        recordBlock = LargeBlock(byteCount: recordCount * SessionTables.recordSize)
+        records = recordBlock.base.bindMemory(to: SessionRecord.self, capacity: recordCount)
 
         let slots = max(2, cellsPerIndex / KeyIndex.cellsPerBucket) * KeyIndex.cellsPerBucket
-        let cellBytes = 3 * slots * 8
-        indexCells = UnsafeMutableRawPointer.allocate(byteCount: cellBytes, alignment: 64)
-        indexCells.initializeMemory(as: UInt8.self, repeating: 0, count: cellBytes)  // 0 = empty
-        let cells = indexCells.bindMemory(to: Atomic<UInt64>.self, capacity: 3 * slots)
+        indexBlock = LargeBlock(byteCount: 3 * slots * 8)   // zeroed: 0 = empty
+        let cells = indexBlock.base.bindMemory(to: Atomic<UInt64>.self, capacity: 3 * slots)
 
         let qsbrBytes = 64 * (SessionTables.readerLine0 + readers)
         let control = UnsafeMutableRawPointer.allocate(byteCount: qsbrBytes, alignment: 64)
@@ -245,8 +251,9 @@ public final class SessionTables: @unchecked Sendable {
             freeBlock(Int(retired[(retiredHead + k) % recordCount].record))
             k += 1
         }
-        UnsafeMutableRawPointer(records).deallocate()
-        indexCells.deallocate()
+        ruleAllocator.releaseAll()
+        recordBlock.free()
+        indexBlock.free()
         seidCells.deallocate()
         freeRecords.deallocate()
         freeSlots.deallocate()
@@ -514,23 +521,29 @@ public final class SessionTables: @unchecked Sendable {
 
     /// Fills free record `r` and its rule block (plain stores: nothing can reach it yet).
     func write(_ s: CompiledSession, into r: Int, slot: UInt32) {
-        // The block: rules | prefixes | QoS | ports | counter indices, each aligned for its type.
+        // The block: ports | prefixes | rules | QoS | counter indices, each aligned for its type
+        // (8 bytes at most: rules are not line-aligned). What classification reads comes first
+        // and is contiguous, small pools before the rules, so the common case — the first
+        // rule, or one of the first few, with a prefix and a port range or two — reads one or
+        // two lines: with 2 prefixes and 2 port ranges, the pools are 72 bytes and rule 0's
+        // match fields end in line 1 (rules first, it took line 0 plus the pools' lines 4–5).
         func align(_ n: Int, _ a: Int) -> Int { (n + a - 1) & ~(a - 1) }
-        let rulesEnd = s.rules.count * MemoryLayout<CompiledRule>.stride
-        let prefixesAt = align(rulesEnd, MemoryLayout<CompiledPrefix>.alignment)
-        let qosAt = align(prefixesAt + s.prefixes.count * MemoryLayout<CompiledPrefix>.stride,
-                          MemoryLayout<CompiledQoS>.alignment)
-        let portsAt = align(qosAt + s.qos.count * MemoryLayout<CompiledQoS>.stride,
-                            MemoryLayout<CompiledPortRange>.alignment)
-        let countersAt = align(portsAt + s.ports.count * MemoryLayout<CompiledPortRange>.stride,
+        let prefixesAt = align(s.ports.count * MemoryLayout<CompiledPortRange>.stride,
+                               MemoryLayout<CompiledPrefix>.alignment)
+        let rulesAt = align(prefixesAt + s.prefixes.count * MemoryLayout<CompiledPrefix>.stride,
+                            MemoryLayout<CompiledRule>.alignment)
+        let rulesEnd = rulesAt + s.rules.count * MemoryLayout<CompiledRule>.stride
+        let qosAt = align(rulesEnd, MemoryLayout<CompiledQoS>.alignment)
+        let countersAt = align(qosAt + s.qos.count * MemoryLayout<CompiledQoS>.stride,
                                MemoryLayout<UInt16>.alignment)
         let total = countersAt + s.counters.count * MemoryLayout<UInt16>.stride
 
         var rec = SessionRecord(
-            seid: s.seid, rules: nil, n3TEID: s.n3.teid, ueIPv4: s.ueIPv4 ?? 0, ruleCount: UInt16(s.rules.count),
-            flags: 0, defaultQFI: s.defaultQFI, slot: slot, ueIPv6: .zero, ueIPv6LowMask: 0,
-            generation: generation, gnbTEID: s.gnb?.teid ?? 0, pools: CompiledPools(), qos: nil, counters: nil,
-            n3Address: s.n3.address, gnbAddress: s.gnb?.address ?? .zero)
+            seid: s.seid, block: nil, n3TEID: s.n3.teid, ueIPv4: s.ueIPv4 ?? 0, ruleCount: UInt16(s.rules.count),
+            flags: 0, hotLines: UInt8(min(255, (rulesEnd + 63) / 64)), slot: slot, ueIPv6: .zero, ueIPv6LowMask: 0,
+            rulesAt: UInt32(rulesAt), prefixesAt: UInt32(prefixesAt), qos: nil, counters: nil,
+            n3Address: s.n3.address, gnbAddress: s.gnb?.address ?? .zero, generation: generation,
+            gnbTEID: s.gnb?.teid ?? 0, blockBytes: 0, defaultQFI: s.defaultQFI)
         if s.ueIPv4 != nil { rec.flags |= SessionRecord.hasIPv4 }
         if let p = s.ueIPv6 {
             let mask = CompiledPrefix(address: .zero, length: Int(s.ueIPv6PrefixLength)).mask
@@ -541,27 +554,29 @@ public final class SessionTables: @unchecked Sendable {
         if s.gnb != nil { rec.flags |= SessionRecord.hasGNB }
 
         if total > 0 {
-            let block = UnsafeMutableRawPointer.allocate(byteCount: total, alignment: 64)
+            let block = ruleAllocator.allocate(byteCount: total)
             func copy<T>(_ items: [T], at offset: Int) -> UnsafePointer<T>? {
                 guard !items.isEmpty else { return nil }
                 let p = (block + offset).bindMemory(to: T.self, capacity: items.count)
                 items.withUnsafeBufferPointer { p.initialize(from: $0.baseAddress!, count: items.count) }
                 return UnsafePointer(p)
             }
-            _ = copy(s.rules, at: 0)
-            rec.rules = UnsafePointer(block.assumingMemoryBound(to: CompiledRule.self))
-            rec.pools = CompiledPools(prefixes: copy(s.prefixes, at: prefixesAt), ports: copy(s.ports, at: portsAt))
+            _ = copy(s.ports, at: 0)
+            _ = copy(s.prefixes, at: prefixesAt)
+            _ = copy(s.rules, at: rulesAt)
             rec.qos = copy(s.qos, at: qosAt)
             rec.counters = copy(s.counters, at: countersAt)
+            rec.block = UnsafeRawPointer(block)
+            rec.blockBytes = UInt32(total)
             ruleBlocks += 1
         }
         records[r] = rec
     }
 
     func freeBlock(_ r: Int) {
-        guard let rules = records[r].rules else { return }
-        UnsafeMutableRawPointer(mutating: UnsafeRawPointer(rules)).deallocate()
-        records[r].rules = nil
+        guard let block = records[r].block else { return }
+        ruleAllocator.free(UnsafeMutableRawPointer(mutating: block), byteCount: Int(records[r].blockBytes))
+        records[r].block = nil
         ruleBlocks -= 1
     }
 

@@ -43,6 +43,15 @@ struct ClassifierTests {
         #expect(MemoryLayout<CompiledPrefix>.stride == 32)
         #expect(_isPOD(CompiledRule.self) && _isPOD(SessionRecord.self) && _isPOD(CompiledQoS.self))
         #expect(MemoryLayout<SessionHandle>.size == 8)
+        #expect(MemoryLayout<SessionHandle?>.size == 8)   // a burst's output: one word per packet
+        // What lookups and classification read sits in the record's first cache line.
+        let firstLine = [MemoryLayout<SessionRecord>.offset(of: \.block), MemoryLayout<SessionRecord>.offset(of: \.n3TEID),
+                         MemoryLayout<SessionRecord>.offset(of: \.ueIPv4), MemoryLayout<SessionRecord>.offset(of: \.ruleCount),
+                         MemoryLayout<SessionRecord>.offset(of: \.flags), MemoryLayout<SessionRecord>.offset(of: \.hotLines),
+                         MemoryLayout<SessionRecord>.offset(of: \.ueIPv6LowMask),
+                         MemoryLayout<SessionRecord>.offset(of: \.rulesAt), MemoryLayout<SessionRecord>.offset(of: \.prefixesAt)]
+        #expect(firstLine.allSatisfy { $0 != nil && $0! < 64 }, "\(firstLine)")
+        #expect(MemoryLayout<SessionRecord>.offset(of: \.ueIPv6)! + 16 <= 64)
     }
 
     @Test func lookupsByTEIDAndUEAddress() throws {

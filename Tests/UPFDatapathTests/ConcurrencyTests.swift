@@ -66,7 +66,10 @@ private final class Shared: Sendable {
 
 @Suite("Session tables: hitless updates under a concurrent reader")
 struct ConcurrencyTests {
-    @Test func readersSeeOldOrNewVersionNeverAMix() throws {
+    /// `burst`: the worker looks its packets up with the burst lookups (32 at a time, staged
+    /// prefetching, first-bucket candidates) instead of one by one.
+    @Test(arguments: [false, true])
+    func readersSeeOldOrNewVersionNeverAMix(burst: Bool) throws {
         let stable = 32          // sessions whose keys never change: lookups must always succeed
         let churning = 32        // sessions deleted, re-added, and moved between keys
         let updates = 100_000
@@ -107,6 +110,16 @@ struct ConcurrencyTests {
             packets.append(Packet(seid: UInt64(s), teid: nil, flow: d, source: .core, rule: 3, key: 3))
         }
         let fixed = packets
+        // For the burst lookups: the uplink TEIDs and downlink addresses of the fixed packets,
+        // and where each packet's answer lands.
+        let upKeys = fixed.compactMap(\.teid)
+        let downKeys = fixed.filter { $0.teid == nil }.map(\.flow.destination)
+        var slots: [Int] = []
+        var (u, d) = (0, upKeys.count)
+        for p in fixed {
+            if p.teid != nil { slots.append(u); u += 1 } else { slots.append(d); d += 1 }
+        }
+        let answerSlot = slots
 
         let shared = Shared()
         let worker = TestThread {
@@ -117,6 +130,10 @@ struct ConcurrencyTests {
             // any one key it never goes back.
             var lastSeen = [UInt32](repeating: 0, count: 4 * stable)
             var round = 0
+            let answers = UnsafeMutablePointer<SessionHandle?>.allocate(capacity: fixed.count)
+            let churnKeys = UnsafeMutablePointer<UInt32>.allocate(capacity: churning)
+            let churnAnswers = UnsafeMutablePointer<SessionHandle?>.allocate(capacity: churning)
+            defer { answers.deallocate(); churnKeys.deallocate(); churnAnswers.deallocate() }
             func record(_ o: Outcome, _ p: Packet) {
                 switch o {
                 case .ok(let v):
@@ -129,14 +146,23 @@ struct ConcurrencyTests {
                 }
             }
             while !shared.done.load(ordering: .acquiring) && problems.count < 10 {
-                for p in fixed {
-                    let h = p.teid.map { reader.lookupUplink(teid: $0) } ?? reader.lookupDownlink(p.flow.destination)
+                if burst {
+                    upKeys.withUnsafeBufferPointer { reader.lookupUplinkBurst(teids: $0.baseAddress!, count: $0.count, into: answers) }
+                    downKeys.withUnsafeBufferPointer {
+                        reader.lookupDownlinkBurst($0.baseAddress!, count: $0.count, into: answers + upKeys.count)
+                    }
+                }
+                for (i, p) in fixed.enumerated() {
+                    let h = burst ? answers[answerSlot[i]]
+                        : p.teid.map { reader.lookupUplink(teid: $0) } ?? reader.lookupDownlink(p.flow.destination)
                     record(check(reader, seid: p.seid, handle: h, flow: p.flow, source: p.source, expectedRule: p.rule), p)
                 }
                 // Churning sessions: found or not, but never wrong.
+                for c in 0..<churning { churnKeys[c] = teid(stable + (round &+ c) % (2 * churning)) }
+                if burst { reader.lookupUplinkBurst(teids: churnKeys, count: churning, into: churnAnswers) }
                 for c in 0..<churning {
-                    let t = teid(stable + (round &+ c) % (2 * churning))
-                    if let h = reader.lookupUplink(teid: t) {
+                    let t = churnKeys[c]
+                    if let h = burst ? churnAnswers[c] : reader.lookupUplink(teid: t) {
                         guard h.n3TEID == t, let v = h.gnb?.teid else { problems.append("churn: wrong record"); continue }
                         var f = flow("10.0.0.1", "192.0.2.9")
                         f.source = IPAddress(ipv4: h.ueIPv4 ?? 0)
@@ -218,7 +244,8 @@ struct ConcurrencyTests {
     /// A nearly full index (4 buckets of 8 cells for up to 28 sessions) under churn: keys are
     /// moved between buckets all the time, and a reader looking up the keys that never change
     /// must find every one of them every time.
-    @Test func movesInAFullIndexNeverHideAKey() throws {
+    @Test(arguments: [false, true])
+    func movesInAFullIndexNeverHideAKey(burst: Bool) throws {
         let capacity = 28
         let tables = SessionTables(capacity: capacity, readers: 1, spareRecords: nil, indexCells: 32)
         let reader = tables.reader(0)
@@ -230,7 +257,24 @@ struct ConcurrencyTests {
         let worker = TestThread {
             var problems: [String] = []
             var lookups = 0
+            let keys = UnsafeMutablePointer<UInt32>.allocate(capacity: stable)
+            let up = UnsafeMutablePointer<SessionHandle?>.allocate(capacity: stable)
+            let down = UnsafeMutablePointer<SessionHandle?>.allocate(capacity: stable)
+            defer { keys.deallocate(); up.deallocate(); down.deallocate() }
+            for s in 0..<stable { keys[s] = UInt32(1 + s) }
             while !shared.done.load(ordering: .acquiring) && problems.count < 10 {
+                if burst {
+                    // Both indexes in bursts: moves land between the stages of a burst too.
+                    reader.lookupUplinkBurst(teids: keys, count: stable, into: up)
+                    reader.lookupDownlinkBurst(ipv4: keys, count: stable, into: down)
+                    for s in 0..<stable {
+                        if up[s]?.seid != UInt64(s) { problems.append("burst: TEID \(1 + s) missed") }
+                        if down[s]?.seid != UInt64(s) { problems.append("burst: IPv4 \(1 + s) missed") }
+                    }
+                    lookups += 2 * stable
+                    reader.quiescent()
+                    continue
+                }
                 for s in 0..<stable {
                     if reader.lookupUplink(teid: UInt32(1 + s))?.seid != UInt64(s) { problems.append("TEID \(1 + s) missed") }
                     if reader.lookupDownlink(ipv4: UInt32(1 + s))?.seid != UInt64(s) { problems.append("IPv4 \(1 + s) missed") }

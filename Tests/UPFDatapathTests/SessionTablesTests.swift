@@ -225,6 +225,15 @@ struct SessionTablesTests {
         let ue6 = ip("2001:db8:0:1::1")
         // Twice: the first pass may instantiate type metadata once (the runtime caches it);
         // the second is the steady state, which must not allocate at all.
+        // The burst lookups' buffers, made once as a worker would.
+        let teids = UnsafeMutablePointer<UInt32>.allocate(capacity: 32)
+        let ues = UnsafeMutablePointer<IPAddress>.allocate(capacity: 32)
+        let handles = UnsafeMutablePointer<SessionHandle?>.allocate(capacity: 32)
+        defer { teids.deallocate(); ues.deallocate(); handles.deallocate() }
+        for k in 0..<32 {
+            teids[k] = k % 3 == 0 ? 101 : 100
+            ues[k] = k % 2 == 0 ? ue6 : flows[3].destination
+        }
         var counts: [Int] = []
         for _ in 0..<2 { counts.append(flows.withUnsafeBufferPointer { flows in MallocCounter.count {
             for i in 0..<10_000 {
@@ -238,7 +247,18 @@ struct SessionTablesTests {
                     hits &+= 1
                 }
                 if reader.lookupDownlink(ipv6: ue6)?.seid == 1 { hits &+= 1 }
-                if i & 31 == 0 { reader.quiescent() }
+                if i & 31 == 0 {
+                    reader.lookupUplinkBurst(teids: teids, count: 32, into: handles)
+                    for k in 0..<32 {
+                        if let h = handles[k], let m = reader.classify(h, flow: flows[k & 3], qfi: 9, source: .access) {
+                            hits &+= Int(m.id)
+                        }
+                    }
+                    reader.lookupDownlinkBurst(ues, count: 32, into: handles)
+                    reader.lookupDownlinkBurst(ipv4: teids, count: 32, into: handles)
+                    if handles[0] != nil { hits &+= 1 }
+                    reader.quiescent()
+                }
             }
         } }) }
         #expect(hits > 0)

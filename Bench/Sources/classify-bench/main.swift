@@ -1,8 +1,10 @@
 // classify-bench: session lookup + rule match cost, session update rate through the control
 // socket, and request-to-fast-path latency. Run through tools/bench-classify.
 //
-//   classify-bench lookup  --sessions N [--rounds R] [--round-lookups L]   timing, one table size
-//   classify-bench count   --sessions N --lookups L                        fixed work, for callgrind
+//   classify-bench lookup  --sessions N [--rounds R] [--round-lookups L]   timing, one lookup at a time
+//   classify-bench burst   --sessions N [--rounds R] [--round-lookups L]   timing, bursts of 32 (lookup*Burst)
+//   classify-bench count   --sessions N --lookups L [--only classify|lookup] [--burst]
+//                                                                          fixed work, for callgrind
 //   classify-bench memory  --sessions N                                    bytes per session
 //   classify-bench socket  --socket PATH [--sessions N] [--batch B] [--singles S]
 //   classify-bench latency --dir DIR [--sessions N] [--samples S]          in-process ControlService
@@ -182,16 +184,51 @@ func run(_ reader: TableReader, _ teids: UnsafeBufferPointer<UInt32>, _ flows: U
     return sum
 }
 
+/// The same work as `run`, a burst at a time as a worker does it: 32 TEIDs through
+/// `lookupUplinkBurst` (which prefetches buckets, records and — when classifying — rule lines
+/// for the whole burst), then the 32 classifications, then `quiescent()`. `start` and `count`
+/// are multiples of 32.
+@inline(never)
+func runBursts(_ reader: TableReader, _ teids: UnsafeBufferPointer<UInt32>, _ flows: UnsafeBufferPointer<InnerFlow>,
+               _ handles: UnsafeMutablePointer<SessionHandle?>, start: Int, count: Int, classify: Bool) -> Int {
+    var sum = 0
+    var i = start
+    let mask = teids.count - 1
+    var k = 0
+    while k < count {
+        reader.lookupUplinkBurst(teids: teids.baseAddress! + (i & mask), count: burst, into: handles, prefetchingRules: classify)
+        for j in 0..<burst {
+            guard let h = handles[j] else { fail("TEID not found") }
+            if classify {
+                guard let m = reader.classify(h, flow: flows[(k &+ j) & (flowCount - 1)], qfi: 9, source: .access) else {
+                    fail("no rule matched")
+                }
+                sum &+= m.index
+            } else {
+                sum &+= h.slot
+            }
+        }
+        reader.quiescent()
+        i &+= burst
+        k &+= burst
+    }
+    return sum
+}
+
+let burst = 32
+
 // MARK: - Modes
 
 switch mode {
-case "lookup", "count":
+case "lookup", "burst", "count":
     let n = option("--sessions", 1000)
     let tables = SessionTables(capacity: n, readers: 1)
     fill(tables, sessions: n, rules: true)
     let reader = tables.reader(0)
     let teids = makeLookups(sessions: n, count: lookupArray)
     let flows = makeFlows(flowCount)
+    let handles = UnsafeMutablePointer<SessionHandle?>.allocate(capacity: burst)
+    let bursts = mode == "burst" || arguments.contains("--burst")
     // Which rule each flow class hits, checked once.
     var hits = [0, 0, 0, 0]
     if let h = reader.lookupUplink(teid: teid(0)) {
@@ -199,28 +236,32 @@ case "lookup", "count":
     }
     teids.withUnsafeBufferPointer { t in
         flows.withUnsafeBufferPointer { f in
+            func work(start: Int, count: Int, classify: Bool) -> Int {
+                bursts ? runBursts(reader, t, f, handles, start: start, count: count, classify: classify)
+                    : run(reader, t, f, start: start, count: count, classify: classify)
+            }
             if mode == "count" {
-                let l = option("--lookups", 100_000)
+                let l = option("--lookups", 100_000) / burst * burst
                 let only = stringOption("--only") ?? "classify"
-                print(run(reader, t, f, start: 0, count: l, classify: only == "classify"))
+                print(work(start: 0, count: l, classify: only == "classify"))
                 return
             }
             let rounds = option("--rounds", 9)
-            let per = option("--round-lookups", 2_000_000)
-            _ = run(reader, t, f, start: 0, count: per, classify: true)  // warm-up
+            let per = option("--round-lookups", 2_000_000) / burst * burst
+            _ = work(start: 0, count: per, classify: true)  // warm-up
             var best = (lookup: Double.infinity, classify: Double.infinity)
             var sum = 0
             for round in 0..<rounds {
                 let a = now()
-                sum &+= run(reader, t, f, start: round * per, count: per, classify: false)
+                sum &+= work(start: round * per, count: per, classify: false)
                 let b = now()
-                sum &+= run(reader, t, f, start: round * per + 7, count: per, classify: true)
+                sum &+= work(start: round * per + (bursts ? burst : 7), count: per, classify: true)
                 let c = now()
                 best.lookup = min(best.lookup, Double(b - a) / Double(per))
                 best.classify = min(best.classify, Double(c - b) / Double(per))
             }
-            print(String(format: "sessions %8d  lookup %6.2f ns  lookup+classify %6.2f ns  (best of %d x %d; rule hits per 1024 flows %@; checksum %d)",
-                         n, best.lookup, best.classify, rounds, per, "\(hits)", sum))
+            print(String(format: "sessions %8d  %@  lookup %6.2f ns  lookup+classify %6.2f ns  (best of %d x %d; rule hits per 1024 flows %@; checksum %d)",
+                         n, bursts ? "burst 32" : "single  ", best.lookup, best.classify, rounds, per, "\(hits)", sum))
         }
     }
 
@@ -238,10 +279,11 @@ case "memory":
         let reserved = heap() - before
         fill(tables, sessions: n, rules: rules)
         let total = heap() - before
-        results.append(String(format: "%@ rules: reserved %.1f B/session (resident measured %.1f), with %d sessions put %.1f B/session (rule blocks %.1f B/session, %d blocks)",
+        results.append(String(format: "%@ rules: reserved %.1f B/session (resident measured %.1f), with %d sessions put %.1f B/session (rule blocks %.1f B/session resident, %.1f in chunks, %d blocks)",
                               rules ? "4" : "no", SessionTables.bytesPerSession(capacity: n),
                               Double(reserved) / Double(n), n, Double(total) / Double(n),
-                              Double(total - reserved) / Double(n), tables.ruleBlocks))
+                              Double(total - reserved) / Double(n), Double(tables.ruleBlockBytes) / Double(n),
+                              tables.ruleBlocks))
     }
     print("sessions \(n): bytesPerSession(capacity: \(n)) = \(SessionTables.bytesPerSession(capacity: n))")
     for r in results { print("  " + r) }
