@@ -9,7 +9,7 @@ extension SessionHandle {
     public func classifySkippingSteer(flow: InnerFlow, qfi: UInt8, source: SourceInterface, after position: Int) -> RuleMatch? {
         let n = Int(record.pointee.ruleCount)
         guard n > 0 else { return nil }
-        let rules = record.pointee.rules.unsafelyUnwrapped
+        let rules = record.pointee.rules
         let pools = record.pointee.pools
         let code = source.compiledCode
         var i = position &+ 1
