@@ -31,9 +31,9 @@ public final class DatapathSessionTables: DatapathTables {
     }
     public var memoryBytes: Int { tables.reservedBytes }
 
-    public func install(_ session: Session, in state: PolicyState) throws {
-        let compiled = CompiledSession.compile(session, engines: engineIndices(for: session, in: state),
-                                               applications: state.applications)
+    public func install(_ session: Session, in context: SessionContext) throws {
+        let compiled = CompiledSession.compile(session, engines: engineIndices(for: session, in: context),
+                                               applications: context.applications)
         if let note = compiled.notes.first {
             // A validated session compiles cleanly; a note means the model and the compiler disagree.
             throw ControlError(ControlError.Code.datapathFailed, "session \(session.seid) does not compile: \(note)")
@@ -57,13 +57,13 @@ public final class DatapathSessionTables: DatapathTables {
     /// steered to, and freed (for reuse) when a new one is numbered after the engine left the
     /// policy. O(actions) per session, so restoring a million sessions does not walk the engine
     /// list a million times.
-    private func engineIndices(for session: Session, in state: PolicyState) -> [String: Int] {
+    private func engineIndices(for session: Session, in context: SessionContext) -> [String: Int] {
         var pruned = false
         for action in session.actions {
-            guard let id = action.kind.engine, engineIndices[id] == nil, state.engines[id] != nil else { continue }
+            guard let id = action.kind.engine, engineIndices[id] == nil, context.engines[id] != nil else { continue }
             if !pruned {
                 // A new engine to number (rare): free the indices of engines that are gone first.
-                for gone in engineIndices.keys where state.engines[gone] == nil {
+                for gone in engineIndices.keys where context.engines[gone] == nil {
                     if let index = engineIndices.removeValue(forKey: gone) { freeIndices.append(index) }
                 }
                 pruned = true
