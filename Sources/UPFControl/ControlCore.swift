@@ -11,8 +11,10 @@
 // and put/delete every changed session in the tables (plus sessions whose engine or application
 // changed) → reclaim retired entries → journal it (fdatasync) → adopt the new state and version →
 // publish `policy_applied`. A failure in the tables or the journal undoes the tables and leaves
-// the state as it was.
+// the state as it was. Snapshots are written on a queue of their own (`snapshotQueue`): a large
+// policy takes seconds to write, and the next request need not wait for it.
 
+import Dispatch
 import Logging
 import NIOCore
 import Synchronization
@@ -21,9 +23,9 @@ import UPFPolicy
 /// The data path's session tables as the policy owner drives them: compile and install one
 /// session, remove one, reclaim retired entries. Called on the policy owner's thread only.
 public protocol DatapathTables: AnyObject {
-    /// Compiles `session` against `state` (its engines and applications) and installs it,
-    /// replacing any entry with the same SEID.
-    func install(_ session: Session, in state: PolicyState) throws
+    /// Compiles `session` against `context` (the engines and applications in force) and installs
+    /// it, replacing any entry with the same SEID.
+    func install(_ session: Session, in context: SessionContext) throws
     func remove(seid: UInt64) throws
     /// Frees entries retired by earlier installs and removals once no reader can see them.
     func reclaim()
@@ -80,6 +82,11 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     private var loaded = false
     /// Set once, before the socket serves (then only read on `loop`).
     public nonisolated(unsafe) var datapath: (any DatapathObserver)?
+    /// The snapshot being written on `snapshotQueue`, if any, and what to wait on for it.
+    private var compaction: (pending: StateStore.PendingSnapshot, done: DispatchGroup)?
+    /// Writes snapshots away from the loop: a large policy takes seconds to write, and requests
+    /// must not wait for it.
+    private let snapshotQueue = DispatchQueue(label: "upfd.snapshot")
 
     /// `store` nil: no persistence (tests). Call `load()` before serving.
     public init(configuration: ControlCoreConfiguration, tables: any DatapathTables, store: StateStore?,
@@ -121,9 +128,10 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             ])
         }
         var installed = 0
+        let context = state.context
         do {
             try state.forEachSession { session in
-                try tables.install(session, in: state)
+                try tables.install(session, in: context)
                 installed += 1
             }
         } catch {
@@ -134,13 +142,25 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         for id in state.engines.keys { engineStates[id] = "configured" }
         versionAtomic.store(state.version, ordering: .releasing)
         loaded = true
-        if let store, store.shouldCompact { compact(store) }
+        if let store, store.shouldCompact {
+            do {
+                try store.compact(policy: state.policy, version: state.version)
+            } catch {
+                logger.warning("cannot write the state snapshot: \(error)")
+            }
+        }
     }
 
     /// Folds the journal into a fresh snapshot so the next start reads one file.
     public func shutdown() -> EventLoopFuture<Void> {
         loop.submit {
             guard self.loaded, let store = self.store else { return }
+            // A snapshot still being written is superseded by this one (which must not write the
+            // same temporary file at the same time).
+            if let (_, done) = self.compaction {
+                done.wait()
+                self.compaction = nil
+            }
             do {
                 try store.compact(policy: self.state.policy, version: self.state.version)
             } catch {
@@ -153,6 +173,10 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     public func release() -> EventLoopFuture<Void> {
         loop.submit {
             self.loaded = false
+            if let (_, done) = self.compaction {
+                done.wait()
+                self.compaction = nil
+            }
             self.store?.closeJournal()
         }
     }
@@ -176,25 +200,25 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         loop.preconditionInEventLoop()
         guard loaded else { throw ControlError(ControlError.Code.internalError, "the policy is not loaded yet") }
         switch request {
-        case .apply(let changes):
-            return try commit(changes, pathPrefix: "")
+        case .apply(let changes, let text):
+            return try commit(changes, text: text, pathPrefix: "")
         case .policyPut(let policy, let replace):
             return try putPolicy(policy, replace: replace)
-        case .sessionPut(let session):
-            return try commit([.putSession(session)], rewrite: ("changes[0].session", "session"))
+        case .sessionPut(let session, let text):
+            return try commit([.putSession(session)], text: text, rewrite: ("changes[0].session", "session"))
         case .sessionDelete(let seid):
             return try commit([.deleteSession(seid: seid)], rewrite: ("changes[0].seid", "seid"))
-        case .enginePut(let engine):
-            return try commit([.putEngine(engine)], rewrite: ("changes[0].engine", "engine"))
+        case .enginePut(let engine, let text):
+            return try commit([.putEngine(engine)], text: text, rewrite: ("changes[0].engine", "engine"))
         case .engineDelete(let id):
             return try commit([.deleteEngine(id: id)], rewrite: ("changes[0].id", "engine_id"))
         case .policyGet:
-            return ControlReply(version: state.version, [("policy", Self.raw(state.policy))])
+            return ControlReply(version: state.version, [("policy", Self.raw { $0.policy(state.policy) })])
         case .sessionGet(let seid):
             guard let session = state.session(seid: seid) else {
                 throw ControlError(ControlError.Code.notFound, "there is no session with SEID \(seid)", path: "seid")
             }
-            return ControlReply(version: state.version, [("session", Self.raw(session))])
+            return ControlReply(version: state.version, [("session", Self.raw { $0.session(session) })])
         case .sessionList(let after, let limit):
             return listSessions(after: after, limit: limit)
         case .engineList:
@@ -203,7 +227,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
                     ("id", .string(engine.id)),
                     ("state", .string(engineStates[engine.id] ?? "configured")),
                     ("sessions", .int(state.seids(usingEngine: engine.id).count)),
-                    ("engine", Self.raw(engine)),
+                    ("engine", Self.raw { $0.engine(engine) }),
                 ])
             }
             return ControlReply(version: state.version, [("engines", .array(engines))])
@@ -288,9 +312,10 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
 
     // MARK: committing a batch
 
-    private func commit(_ changes: [PolicyChange], rewrite: (String, String)) throws(ControlError) -> ControlReply {
+    private func commit(_ changes: [PolicyChange], text: ChangesJSON? = nil,
+                        rewrite: (String, String)) throws(ControlError) -> ControlReply {
         do {
-            return try commit(changes, pathPrefix: "")
+            return try commit(changes, text: text, pathPrefix: "")
         } catch {
             var error = error
             if error.path.hasPrefix(rewrite.0) {
@@ -302,13 +327,15 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         }
     }
 
-    private func commit(_ changes: [PolicyChange], pathPrefix: String,
+    /// `text`: the changes' JSON as the request held it, journaled as it is (nil: encoded here).
+    private func commit(_ changes: [PolicyChange], text: ChangesJSON? = nil, pathPrefix: String,
                         describeChange: ((Int) -> String)? = nil) throws(ControlError) -> ControlReply {
         let before = state
         let next: PolicyState
         let delta: PolicyDelta
+        var steps: [PolicyStep] = []
         do {
-            (next, delta) = try before.applying(changes, limits: configuration.limits)
+            (next, delta) = try before.applying(changes, limits: configuration.limits, steps: &steps)
         } catch {
             var converted = ControlError(error, under: pathPrefix)
             if let describeChange, let (index, rest) = Self.splitChangePath(converted.path) {
@@ -322,13 +349,13 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             return ControlReply(version: before.version, [("changed", .bool(false))])
         }
 
-        var writer = TableWriter(tables: tables, before: before)
+        var writer = TableWriter(tables: tables)
         var failedChange = 0
         do {
-            try writer.follow(changes, limits: configuration.limits, failedChange: &failedChange)
+            try writer.follow(steps, failedChange: &failedChange)
         } catch {
             logger.error("session tables refused a validated batch; rolling back", metadata: ["error": "\(error)"])
-            rollBack(&writer)
+            rollBack(&writer, to: before)
             var refused = error as? ControlError
                 ?? ControlError(ControlError.Code.datapathFailed, "the session tables refused the change (\(error))")
             refused.message += "; nothing was applied"
@@ -339,10 +366,10 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
 
         if let store {
             do {
-                try store.append(version: next.version, changes: changes)
+                try store.append(version: next.version, changes: changes, text: text)
             } catch {
                 logger.error("cannot journal an applied batch; rolling back", metadata: ["error": "\(error)"])
-                rollBack(&writer)
+                rollBack(&writer, to: before)
                 degraded["persistence"] = error.description
                 throw ControlError(ControlError.Code.persistFailed, "\(error); nothing was applied")
             }
@@ -362,7 +389,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             bus.publish(.engineState(id: id, state: "removed"))
         }
         bus.publish(.policyApplied(version: next.version, sessions: next.sessionCount, engines: next.engines.count))
-        if let store, store.shouldCompact { compact(store) }
+        if let store, store.shouldCompact { compactInBackground(store) }
 
         return ControlReply(version: next.version, [
             ("changed", .bool(true)),
@@ -404,8 +431,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         }
     }
 
-    private func rollBack(_ writer: inout TableWriter) {
-        let failures = writer.undo()
+    private func rollBack(_ writer: inout TableWriter, to before: PolicyState) {
+        let failures = writer.undo(to: before)
         tables.reclaim()
         if let failure = failures.first {
             // The tables no longer match the policy: say so in `health` until a restart.
@@ -414,12 +441,30 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         }
     }
 
-    private func compact(_ store: StateStore) {
+    /// Writes a snapshot of the state in force on `snapshotQueue` (the state is an immutable
+    /// value: later batches do not touch it); the journal entries it holds are dropped on the
+    /// loop once it is on disk. One at a time.
+    private func compactInBackground(_ store: StateStore) {
+        guard compaction == nil else { return }
+        let pending = store.beginCompaction(version: state.version)
+        let snapshot = state
+        let done = DispatchGroup()
+        compaction = (pending, done)
+        snapshotQueue.async(group: done) {
+            let written = Result { () throws(StateFileError) -> Int in try pending.write(policy: snapshot.policy) }
+            self.loop.execute { self.finishCompaction(pending, written) }
+        }
+    }
+
+    private func finishCompaction(_ pending: StateStore.PendingSnapshot, _ written: Result<Int, StateFileError>) {
+        // nil or another: shutdown took over (and wrote a newer snapshot).
+        guard let store, let current = compaction, current.pending.version == pending.version else { return }
+        compaction = nil
         do {
-            try store.compact(policy: state.policy, version: state.version)
-            logger.info("state snapshot written", metadata: ["file": "\(store.snapshotPath)", "version": "\(state.version)"])
+            try store.finishCompaction(pending, snapshotBytes: try written.get())
+            logger.info("state snapshot written", metadata: ["file": "\(store.snapshotPath)", "version": "\(pending.version)"])
         } catch {
-            // Not fatal: the journal still holds every change; the next batch retries.
+            // Not fatal: the journal still holds every change; a later batch retries.
             logger.warning("cannot write the state snapshot: \(error)")
         }
     }
@@ -448,7 +493,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         let page = seids[start..<end].compactMap { state.session(seid: $0) }
         let next: JSONValue = end < seids.count && end > start ? .string(String(seids[end - 1])) : .null
         return ControlReply(version: state.version, [
-            ("sessions", .array(page.map { Self.raw($0) })),
+            ("sessions", .array(page.map { session in Self.raw { $0.session(session) } })),
             ("next_cursor", next),
             ("total", .int(seids.count)),
         ])
@@ -514,88 +559,70 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         }
     }
 
-    /// A policy value as compact JSON with sorted keys (the model's own encoding).
-    static func raw<T: Encodable>(_ value: T) -> JSONValue {
-        .raw(String(decoding: PolicyCoding.json(value), as: UTF8.self))
+    /// A policy value as compact JSON with sorted keys (the bytes of the model's own encoding).
+    static func raw(_ write: (inout PolicyJSONWriter) -> Void) -> JSONValue {
+        var writer = PolicyJSONWriter()
+        write(&writer)
+        return .raw(String(decoding: writer.bytes, as: UTF8.self))
     }
 }
 
-/// Writes one batch into the tables in the order the batch was validated, and remembers what
-/// each write replaced so the batch can be undone.
+/// Writes one batch into the tables in the order the batch was validated (its `PolicyStep`s),
+/// and remembers what each write replaced so the batch can be undone.
 ///
 /// Why change by change rather than the net delta: the batch was validated change by change, so
 /// an intermediate state is what makes a later change valid (delete session A, then give its TEID
 /// to session B). Written as a net delta, B's put would meet A's TEID still in the tables.
 struct TableWriter {
     let tables: any DatapathTables
-    let before: PolicyState
-    /// What the tables hold for each SEID written so far (nil inside = absent), with the state it
-    /// was compiled against.
-    private var current: [UInt64: (Session, PolicyState)?] = [:]
-    private var log: [(seid: UInt64, previous: (Session, PolicyState)?)] = []
+    /// What each write put in the tables, in order (nil = removed). What a write replaced is only
+    /// worked out for an undo: the batch's earlier write of that SEID, else the state before it.
+    private var log: [(seid: UInt64, content: (Session, SessionContext)?)] = []
     private(set) var writes = 0
 
-    init(tables: any DatapathTables, before: PolicyState) {
+    init(tables: any DatapathTables) {
         self.tables = tables
-        self.before = before
     }
 
-    private func content(_ seid: UInt64) -> (Session, PolicyState)? {
-        if let written = current[seid] { return written }
-        return before.session(seid: seid).map { ($0, before) }
-    }
-
-    private mutating func install(_ session: Session, in state: PolicyState) throws {
-        let previous = content(session.seid)
-        try tables.install(session, in: state)
-        log.append((session.seid, previous))
-        current[session.seid] = .some((session, state))
+    private mutating func install(_ session: Session, in context: SessionContext) throws {
+        try tables.install(session, in: context)
+        log.append((session.seid, (session, context)))
         writes += 1
     }
 
     private mutating func remove(_ seid: UInt64) throws {
-        let previous = content(seid)
         try tables.remove(seid: seid)
-        log.append((seid, previous))
-        current[seid] = .some(nil)
+        log.append((seid, nil))
         writes += 1
     }
 
-    /// Re-applies `changes` one at a time (each O(1); they already validated as a batch) and
-    /// writes what each one changed. Sessions steering to a changed engine or naming a changed
-    /// application are recompiled.
-    mutating func follow(_ changes: [PolicyChange], limits: PolicyLimits, failedChange: inout Int) throws {
-        var step = before
-        for (index, change) in changes.enumerated() {
-            failedChange = index
-            let (after, delta) = try step.applying([change], limits: limits)
-            switch change {
-            case .putSession(let session) where !delta.putSessions.isEmpty:
-                try install(session, in: after)
-            case .deleteSession(let seid):
-                try remove(seid)
-            case .putEngine(let engine) where !delta.putEngines.isEmpty && step.engines[engine.id] != nil:
-                for seid in after.seids(usingEngine: engine.id).sorted() {
-                    if let session = after.session(seid: seid) { try install(session, in: after) }
-                }
-            case .putApplication(let application) where !delta.putApplications.isEmpty && step.applications[application.id] != nil:
-                for seid in after.seids(usingApplication: application.id).sorted() {
-                    if let session = after.session(seid: seid) { try install(session, in: after) }
-                }
-            default:
-                break  // no-op puts; new or deleted engines and applications (no session uses them yet / any more)
+    /// Writes each step; `failedChange` is the index of the change whose step failed.
+    mutating func follow(_ steps: [PolicyStep], failedChange: inout Int) throws {
+        for step in steps {
+            failedChange = step.change
+            switch step.action {
+            case .install(let session, let context): try install(session, in: context)
+            case .remove(let seid): try remove(seid)
             }
-            step = after
         }
     }
 
-    /// Puts back what each write replaced, newest first. Returns the failures (none expected).
-    mutating func undo() -> [String] {
+    /// Puts back what each write replaced, newest first (`before`: the state the batch started
+    /// from). Returns the failures (none expected).
+    mutating func undo(to before: PolicyState) -> [String] {
+        // For each write, the index of the batch's previous write of the same SEID.
+        var previousWrite = [Int?](repeating: nil, count: log.count)
+        var lastWrite: [UInt64: Int] = [:]
+        for (index, entry) in log.enumerated() {
+            previousWrite[index] = lastWrite.updateValue(index, forKey: entry.seid)
+        }
         var failures: [String] = []
-        for (seid, previous) in log.reversed() {
+        for index in log.indices.reversed() {
+            let seid = log[index].seid
+            let previous = previousWrite[index].map { log[$0].content } ?? before.session(seid: seid).map { ($0, before.context) }
             do {
-                if let (session, state) = previous {
-                    try tables.install(session, in: state)
+                if let (session, context) = previous {
+                    try tables.install(session, in: context)
                 } else {
                     try tables.remove(seid: seid)
                 }
@@ -604,7 +631,6 @@ struct TableWriter {
             }
         }
         log = []
-        current = [:]
         return failures
     }
 }

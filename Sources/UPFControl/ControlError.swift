@@ -1,4 +1,3 @@
-import Foundation
 import UPFPolicy
 
 /// An error the control protocol reports to a client: `{"code":…,"message":…,"path":…}`.
@@ -55,60 +54,12 @@ func joinPath(_ prefix: String, _ rest: String) -> String {
     return rest.hasPrefix("[") ? prefix + rest : prefix + "." + rest
 }
 
-/// `sessions[3].rules` from a Codable coding path.
-func renderCodingPath(_ path: [any CodingKey]) -> String {
-    var out = ""
-    for key in path {
-        if let index = key.intValue {
-            out += "[\(index)]"
-        } else {
-            if !out.isEmpty { out += "." }
-            out += key.stringValue
-        }
-    }
-    return out
-}
-
-/// Decodes a policy value (a session, an engine, a list of changes…) from part of a request, so
-/// that its errors carry the full path inside the request (`changes[2].session.n3.teid`).
-func decodePolicyValue<T: Decodable>(_ type: T.Type, from value: JSONValue, at path: String) throws(ControlError) -> T {
+/// Reads a policy value (a session, an engine, a list of changes…) out of part of a request;
+/// its errors keep their codes and paths (`changes[2].session.n3.teid`).
+func policyValue<T>(_ read: () throws(PolicyError) -> T) throws(ControlError) -> T {
     do {
-        return try PolicyCoding.decode(T.self, json: Data(value.serialized.utf8), pathPrefix: path)
+        return try read()
     } catch {
         throw ControlError(error)
-    }
-}
-
-extension ControlError {
-    /// Foundation's decoding errors in the protocol's terms.
-    init(decodingError error: DecodingError, under prefix: String) {
-        switch error {
-        case .keyNotFound(let key, let context):
-            self.init(Code.missingField, "missing field '\(key.stringValue)'",
-                      path: joinPath(prefix, renderCodingPath(context.codingPath + [key])))
-        case .valueNotFound(let type, let context):
-            self.init(Code.invalidField, "expected \(Self.describe(type)), found null",
-                      path: joinPath(prefix, renderCodingPath(context.codingPath)))
-        case .typeMismatch(let type, let context):
-            self.init(Code.invalidField, "expected \(Self.describe(type))",
-                      path: joinPath(prefix, renderCodingPath(context.codingPath)))
-        case .dataCorrupted(let context):
-            self.init(Code.invalidField, context.debugDescription,
-                      path: joinPath(prefix, renderCodingPath(context.codingPath)))
-        @unknown default:
-            self.init(Code.invalidField, "\(error)", path: prefix)
-        }
-    }
-
-    static func describe(_ type: Any.Type) -> String {
-        switch type {
-        case is String.Type: "a string"
-        case is Bool.Type: "a boolean"
-        case is any BinaryInteger.Type: "an integer"
-        case is any FloatingPoint.Type: "a number"
-        case is [Any].Type: "an array"
-        default:
-            String(describing: type).hasPrefix("Array") ? "an array" : "an object"
-        }
     }
 }

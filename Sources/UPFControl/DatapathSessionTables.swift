@@ -49,11 +49,10 @@ public final class DatapathSessionTables: DatapathTables {
     }
     public var memoryBytes: Int { tables.reservedBytes }
 
-    public func install(_ session: Session, in state: PolicyState) throws {
-        let indices = engineIndices(for: session, in: state)
-        publishEngines(of: session, in: state, indices: indices)
-        let compiled = CompiledSession.compile(session, engines: indices,
-                                               applications: state.applications)
+    public func install(_ session: Session, in context: SessionContext) throws {
+        let indices = engineIndices(for: session, in: context)
+        publishEngines(of: session, in: context, indices: indices)
+        let compiled = CompiledSession.compile(session, engines: indices, applications: context.applications)
         if let note = compiled.notes.first {
             // A validated session compiles cleanly; a note means the model and the compiler disagree.
             throw ControlError(ControlError.Code.datapathFailed, "session \(session.seid) does not compile: \(note)")
@@ -77,13 +76,13 @@ public final class DatapathSessionTables: DatapathTables {
     /// steered to, and freed (for reuse) when a new one is numbered after the engine left the
     /// policy. O(actions) per session, so restoring a million sessions does not walk the engine
     /// list a million times.
-    private func engineIndices(for session: Session, in state: PolicyState) -> [String: Int] {
+    private func engineIndices(for session: Session, in context: SessionContext) -> [String: Int] {
         var pruned = false
         for action in session.actions {
-            guard let id = action.kind.engine, engineIndices[id] == nil, state.engines[id] != nil else { continue }
+            guard let id = action.kind.engine, engineIndices[id] == nil, context.engines[id] != nil else { continue }
             if !pruned {
                 // A new engine to number (rare): free the indices of engines that are gone first.
-                for gone in engineIndices.keys where state.engines[gone] == nil {
+                for gone in engineIndices.keys where context.engines[gone] == nil {
                     if let index = engineIndices.removeValue(forKey: gone) { freeIndices.append(index) }
                 }
                 pruned = true
@@ -101,10 +100,10 @@ public final class DatapathSessionTables: DatapathTables {
     /// Publishes, before the session that steers to them is visible, the engines `session`
     /// steers to whose entry changed (a rolled-back transaction re-installs its sessions against
     /// the old state, which publishes the old engine again).
-    private func publishEngines(of session: Session, in state: PolicyState, indices: [String: Int]) {
+    private func publishEngines(of session: Session, in context: SessionContext, indices: [String: Int]) {
         guard let (directory, resolve) = engineDirectory else { return }
         for action in session.actions {
-            guard let id = action.kind.engine, let index = indices[id], let engine = state.engines[id],
+            guard let id = action.kind.engine, let index = indices[id], let engine = context.engines[id],
                   index < directory.capacity, publishedEngines[index] != engine else { continue }
             let entry = resolve(engine)
             directory.set(index, instances: Array(entry.instances.prefix(EngineDirectory.maxInstances)),

@@ -4,6 +4,12 @@
 // several megabytes without a newline is refused as soon as it passes the limit, and the framer
 // never holds more than `maxLineBytes` plus one read of unconsumed input.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
 /// One framing step's outcome. A line's length counts every byte before its `\n`.
 public enum FramedLine: Equatable, Sendable {
     /// A complete line, without its `\n` (and without a trailing `\r`, so `nc -C` works).
@@ -28,11 +34,16 @@ public struct LineFramer: Sendable {
     /// Appends `bytes` and returns the lines they complete, in order. After `.tooLong` the framer
     /// returns nothing more: the stream is no longer trusted to be in step.
     public mutating func append<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> [FramedLine] {
+        if let lines = bytes.withContiguousStorageIfAvailable({ append(contiguous: $0) }) { return lines }
+        return Array(bytes).withUnsafeBufferPointer { append(contiguous: $0) }
+    }
+
+    private mutating func append(contiguous bytes: UnsafeBufferPointer<UInt8>) -> [FramedLine] {
         guard !failed else { return [] }
         var out: [FramedLine] = []
-        var start = bytes.startIndex
-        while start != bytes.endIndex {
-            guard let newline = bytes[start...].firstIndex(of: 0x0A) else {
+        var start = 0
+        while start != bytes.count {
+            guard let newline = Self.firstNewline(in: bytes, from: start) else {
                 pending.append(contentsOf: bytes[start...])
                 if pending.count > maxLineBytes { return fail(out) }
                 break
@@ -44,9 +55,16 @@ public struct LineFramer: Sendable {
             pending.removeAll(keepingCapacity: pending.count <= 4096)
             if line.last == 0x0D { line.removeLast() }
             out.append(.line(line))
-            start = bytes.index(after: newline)
+            start = newline + 1
         }
         return out
+    }
+
+    /// memchr: a request line is hundreds of kilobytes when it carries a batch.
+    private static func firstNewline(in bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        guard let base = bytes.baseAddress, start < bytes.count,
+              let found = memchr(base + start, 0x0A, bytes.count - start) else { return nil }
+        return UnsafeRawPointer(found) - UnsafeRawPointer(base)
     }
 
     /// At end of input: the unterminated last line, if any (clients like `printf … | nc -U` omit

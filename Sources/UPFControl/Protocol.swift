@@ -5,24 +5,52 @@
 //
 // Parsing is strict (unknown fields and wrong types are errors with a path) and happens on the
 // connection's I/O thread, so the thread that owns the policy only ever sees well-formed requests.
+// A line is parsed once (`JSONDocument`) and the policy values are read straight from it
+// (PolicyJSON.swift); the changes' text is kept for the journal (`ChangesJSON`).
 // docs/control-protocol.md is the reference for clients.
 
 import UPFPolicy
 
+/// A request's changes as the text of a JSON array of changes (`[{"op":"put_session",…}]`), made
+/// from the bytes the client sent — the `changes` of an `apply` as they are, the value of a
+/// `session.put` or `engine.put` inside its change's wrapper. The journal writes it as it is
+/// instead of encoding the decoded changes again. It was parsed and decoded strictly already, so
+/// replaying it at start-up reads back exactly the changes that were applied.
+public struct ChangesJSON: Sendable, Equatable {
+    public var bytes: [UInt8]
+
+    public init(_ bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    /// `[{"op":"<op>","<argument>":<value>}]` around the text of one change's argument.
+    init(op: String, argument: String, value: ArraySlice<UInt8>) {
+        var bytes = Array(#"[{"op":""#.utf8)
+        bytes.reserveCapacity(value.count + op.utf8.count + argument.utf8.count + 20)
+        bytes += op.utf8
+        bytes += #"",""#.utf8
+        bytes += argument.utf8
+        bytes += #"":"#.utf8
+        bytes += value
+        bytes += "}]".utf8
+        self.bytes = bytes
+    }
+}
+
 /// A well-formed request, ready for the policy owner.
 public enum ControlRequest: Sendable, Equatable {
-    /// A transactional batch of changes.
-    case apply([PolicyChange])
+    /// A transactional batch of changes; `text` is their JSON when they were decoded from it.
+    case apply([PolicyChange], text: ChangesJSON? = nil)
     /// Puts every engine, application and session of `policy`; with `replace`, also deletes those
     /// it does not name. One transaction.
     case policyPut(Policy, replace: Bool)
     case policyGet
-    case sessionPut(Session)
+    case sessionPut(Session, text: ChangesJSON? = nil)
     case sessionGet(seid: UInt64)
     case sessionDelete(seid: UInt64)
     /// Sessions in SEID order, after `cursor` (exclusive).
     case sessionList(after: UInt64?, limit: Int)
-    case enginePut(Engine)
+    case enginePut(Engine, text: ChangesJSON? = nil)
     case engineDelete(id: String)
     case engineList
     case stats
@@ -92,47 +120,58 @@ public enum ControlProtocol {
         "events": [],
     ]
 
+    /// One member of a request object: its key and its value's node in the parsed line.
+    struct Member {
+        var key: String
+        var node: Int
+    }
+
     /// Parses one line (without its newline).
     public static func parse(line: [UInt8]) -> ParsedRequest {
         var id: JSONValue = .null
         var op: String?
         do throws(ControlError) {
-            let object = try parseObject(line)
-            if case .string(let name)? = object.first(where: { $0.0 == "op" })?.1, operations[name] != nil { op = name }
-            if let value = object.first(where: { $0.0 == "id" })?.1 {
+            let (document, members) = try parseObject(line)
+            if let member = members.first(where: { $0.key == "op" }), case .string(let name) = document.value(member.node),
+               operations[name] != nil {
+                op = name
+            }
+            if let member = members.first(where: { $0.key == "id" }) {
+                let value = document.value(member.node)
                 switch value {
                 case .string, .number, .null: id = value
                 default: throw ControlError(ControlError.Code.invalidField, "id must be a string, a number or null", path: "id")
                 }
             }
-            return ParsedRequest(id: id, result: .success(try request(from: object)), op: op)
+            return ParsedRequest(id: id, result: .success(try request(from: members, in: document)), op: op)
         } catch {
             return ParsedRequest(id: id, result: .failure(error), op: op)
         }
     }
 
-    static func parseObject(_ line: [UInt8]) throws(ControlError) -> [(String, JSONValue)] {
+    static func parseObject(_ line: [UInt8]) throws(ControlError) -> (JSONDocument, [Member]) {
         if line.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) {
             throw ControlError(ControlError.Code.emptyRequest, "empty request line; expected a JSON object")
         }
-        let value: JSONValue
+        let document: JSONDocument
         do {
-            value = try JSONValue.parse(line)
+            document = try JSONDocument(line)
         } catch {
             let code = error.kind == .invalidUTF8 ? ControlError.Code.invalidUTF8 : ControlError.Code.syntaxError
             throw ControlError(code, error.message)
         }
-        guard case .object(let members) = value else {
-            throw ControlError(ControlError.Code.notAnObject, "a request is a JSON object, not \(value.typeName == "array" ? "an" : "a") \(value.typeName)")
+        guard document.kind(JSONDocument.root) == .object else {
+            let type = document.value(JSONDocument.root).typeName
+            throw ControlError(ControlError.Code.notAnObject, "a request is a JSON object, not \(type == "array" ? "an" : "a") \(type)")
         }
-        return members
+        return (document, document.members(JSONDocument.root).map { Member(key: document.string($0.key), node: $0.value) })
     }
 
-    static func request(from members: [(String, JSONValue)]) throws(ControlError) -> ControlRequest {
-        guard let opValue = members.first(where: { $0.0 == "op" })?.1 else {
+    static func request(from members: [Member], in document: JSONDocument) throws(ControlError) -> ControlRequest {
+        guard let opMember = members.first(where: { $0.key == "op" }) else {
             throw ControlError(ControlError.Code.missingField, "missing field 'op'", path: "op")
         }
-        guard case .string(let op) = opValue else {
+        guard case .string(let op) = document.value(opMember.node) else {
             throw ControlError(ControlError.Code.invalidField, "op must be a string", path: "op")
         }
         guard let allowed = operations[op] else {
@@ -140,32 +179,38 @@ public enum ControlProtocol {
                                "unknown operation '\(op)' (expected one of: \(operations.keys.sorted().joined(separator: ", ")))",
                                path: "op")
         }
-        var fields: [String: JSONValue] = [:]
-        for (key, value) in members where key != "id" && key != "op" {
-            guard allowed.contains(key) else {
+        var fields: [String: Int] = [:]
+        for member in members where member.key != "id" && member.key != "op" {
+            guard allowed.contains(member.key) else {
                 let expected = allowed.isEmpty ? "no other fields" : "one of: " + allowed.sorted().joined(separator: ", ")
-                throw ControlError(ControlError.Code.unknownField, "unknown field '\(key)' for \(op) (expected \(expected))", path: key)
+                throw ControlError(ControlError.Code.unknownField, "unknown field '\(member.key)' for \(op) (expected \(expected))",
+                                   path: member.key)
             }
-            fields[key] = value
+            fields[member.key] = member.node
         }
-        func required(_ key: String) throws(ControlError) -> JSONValue {
-            guard let value = fields[key], value != .null else {
+        /// The node of a field that must be there and not null.
+        func required(_ key: String) throws(ControlError) -> Int {
+            guard let node = fields[key], document.kind(node) != .null else {
                 throw ControlError(ControlError.Code.missingField, "\(op) needs '\(key)'", path: key)
             }
-            return value
+            return node
         }
+        /// A simple field's value (nil when absent).
+        func value(_ key: String) -> JSONValue? { fields[key].map(document.value) }
 
         switch op {
         case "apply":
             let changes = try required("changes")
-            guard case .array = changes else {
+            guard document.kind(changes) == .array else {
                 throw ControlError(ControlError.Code.invalidField, "changes must be an array", path: "changes")
             }
-            return .apply(try decodePolicyValue([PolicyChange].self, from: changes, at: "changes"))
+            return .apply(try policyValue { () throws(PolicyError) in try document.policyChanges(at: "changes", node: changes) },
+                          text: ChangesJSON(Array(document.bytes[document.span(changes)])))
         case "policy.put":
-            let policy = try decodePolicyValue(Policy.self, from: try required("policy"), at: "policy")
+            let node = try required("policy")
+            let policy = try policyValue { () throws(PolicyError) in try document.policy(at: "policy", node: node) }
             var replace = false
-            if let value = fields["replace"] {
+            if let value = value("replace") {
                 guard case .bool(let flag) = value else {
                     throw ControlError(ControlError.Code.invalidField, "replace must be true or false", path: "replace")
                 }
@@ -174,12 +219,14 @@ public enum ControlProtocol {
             return .policyPut(policy, replace: replace)
         case "policy.get": return .policyGet
         case "session.put":
-            return .sessionPut(try decodePolicyValue(Session.self, from: try required("session"), at: "session"))
-        case "session.get": return .sessionGet(seid: try seid(try required("seid")))
-        case "session.delete": return .sessionDelete(seid: try seid(try required("seid")))
+            let node = try required("session")
+            return .sessionPut(try policyValue { () throws(PolicyError) in try document.policySession(at: "session", node: node) },
+                               text: ChangesJSON(op: "put_session", argument: "session", value: document.bytes[document.span(node)]))
+        case "session.get": return .sessionGet(seid: try seid(document.value(try required("seid"))))
+        case "session.delete": return .sessionDelete(seid: try seid(document.value(try required("seid"))))
         case "session.list":
             var after: UInt64?
-            if let cursor = fields["cursor"], cursor != .null {
+            if let cursor = value("cursor"), !cursor.isNull {
                 guard case .string(let text) = cursor, let value = UInt64(text) else {
                     throw ControlError(ControlError.Code.invalidField,
                                        "cursor must be a next_cursor string from an earlier session.list", path: "cursor")
@@ -187,7 +234,7 @@ public enum ControlProtocol {
                 after = value
             }
             var limit = defaultListLimit
-            if let value = fields["limit"], value != .null {
+            if let value = value("limit"), !value.isNull {
                 guard let n = integer(value, as: Int.self), (1...maxListLimit).contains(n) else {
                     throw ControlError(ControlError.Code.outOfRange, "limit must be an integer in 1...\(maxListLimit)", path: "limit")
                 }
@@ -195,9 +242,11 @@ public enum ControlProtocol {
             }
             return .sessionList(after: after, limit: limit)
         case "engine.put":
-            return .enginePut(try decodePolicyValue(Engine.self, from: try required("engine"), at: "engine"))
+            let node = try required("engine")
+            return .enginePut(try policyValue { () throws(PolicyError) in try document.policyEngine(at: "engine", node: node) },
+                              text: ChangesJSON(op: "put_engine", argument: "engine", value: document.bytes[document.span(node)]))
         case "engine.delete":
-            guard case .string(let id) = try required("engine_id"), !id.isEmpty else {
+            guard case .string(let id) = document.value(try required("engine_id")), !id.isEmpty else {
                 throw ControlError(ControlError.Code.invalidField, "engine_id must be a non-empty string", path: "engine_id")
             }
             return .engineDelete(id: id)

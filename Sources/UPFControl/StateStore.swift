@@ -3,10 +3,12 @@
 // Why not only a snapshot per batch: rewriting the whole policy after every `session.put` makes
 // loading N sessions one by one cost O(N²) bytes written (100 000 sessions ≈ 50 MB per put). So
 // each applied batch is appended to `<state_file>.journal` as one line and fdatasync'd before the
-// client is answered (O(batch)), and the snapshot `<state_file>` is rewritten atomically (temp
-// file in the same directory, fsync, rename, fsync of the directory) when the journal has grown
-// past the snapshot's size (O(1) amortised), and at clean shutdown. Start-up reads the snapshot
-// and replays the journal. A journal line without its newline is a write that was never
+// client is answered (O(batch)); the line holds the changes as the client sent them when it can
+// (`ChangesJSON`), so a batch is not encoded again. The snapshot `<state_file>` is rewritten
+// atomically (temp file in the same directory, fsync, rename, fsync of the directory) when the
+// journal has grown past the snapshot's size (O(1) amortised) — written on another thread while
+// batches go on, the journal then keeping the entries appended meanwhile (`PendingSnapshot`) —
+// and at clean shutdown. Start-up reads the snapshot and replays the journal. A journal line without its newline is a write that was never
 // acknowledged (the process died before fdatasync returned) and is dropped; anything else that
 // does not read back stops start-up: an empty policy in place of a corrupt one would silently
 // drop every session.
@@ -27,8 +29,8 @@ public struct StateFileError: Error, CustomStringConvertible, Sendable {
     public var description: String { "state file \(path): \(problem)" }
 }
 
-/// The snapshot document: `{"format":"upfd-state","format_version":1,"version":N,"policy":{…}}`.
-struct StateSnapshot: Codable {
+/// The snapshot document: `{"format":"upfd-state","format_version":1,"policy":{…},"version":N}`.
+struct StateSnapshot {
     static let formatName = "upfd-state"
     static let currentFormatVersion = 1
 
@@ -37,17 +39,49 @@ struct StateSnapshot: Codable {
     var version: UInt64
     var policy: Policy
 
-    enum CodingKeys: String, CodingKey {
-        case format
-        case formatVersion = "format_version"
-        case version, policy
+    init(format: String = formatName, formatVersion: Int = currentFormatVersion, version: UInt64, policy: Policy) {
+        self.format = format
+        self.formatVersion = formatVersion
+        self.version = version
+        self.policy = policy
+    }
+
+    /// Reads the four fields (others are ignored, for files from later versions); the policy with
+    /// the strictness of a request.
+    init(json: JSONDocument) throws(PolicyError) {
+        self = try PolicyJSONReader(json, at: "").read { (reader) throws(PolicyJSONReader.Failure) in
+            let o = try reader.object(JSONDocument.root)
+            return StateSnapshot(format: try reader.field(o, "format", reader.string),
+                                 formatVersion: try reader.field(o, "format_version", reader.integer),
+                                 version: try reader.field(o, "version", reader.integer),
+                                 policy: try reader.field(o, "policy", reader.policy))
+        }
+    }
+
+    /// The document's text with its newline.
+    var json: [UInt8] {
+        var writer = PolicyJSONWriter(capacity: 1024 + 700 * policy.sessions.count)
+        writer.snapshot(self)
+        return writer.bytes + [0x0A]
     }
 }
 
-/// One journal line: the changes of one applied batch and the version it produced.
-struct JournalEntry: Codable {
+/// One journal line: the changes of one applied batch and the version it produced,
+/// `{"version":N,"changes":[…]}`. Written by `StateStore.append`, read back with the same
+/// reader as the requests that made it (other fields are ignored).
+struct JournalEntry {
     var version: UInt64
     var changes: [PolicyChange]
+
+    init(json: JSONDocument) throws(PolicyError) {
+        (version, changes) = try PolicyJSONReader(json, at: "").read { (reader) throws(PolicyJSONReader.Failure) in
+            let o = try reader.object(JSONDocument.root)
+            let version: UInt64 = try reader.field(o, "version", reader.integer)
+            return (version, try reader.field(o, "changes") { (value) throws(PolicyJSONReader.Failure) in
+                try reader.list(value, reader.change)
+            })
+        }
+    }
 }
 
 /// Owned by the thread that owns the policy; not thread-safe.
@@ -60,6 +94,8 @@ public final class StateStore {
     private var journalFD: Int32 = -1
     private var journalBytes = 0
     private var snapshotBytes = 0
+    /// The version of the snapshot on disk (as read or last written).
+    private var snapshotVersion: UInt64 = 0
 
     public init(path: String, compactionFloorBytes: Int = 4 << 20) {
         self.snapshotPath = path
@@ -84,7 +120,7 @@ public final class StateStore {
     /// journal for appending. Errors from the closures are reported against the file they came from.
     public func load<State>(start: (Policy, UInt64) throws -> State,
                             apply: (State, [PolicyChange], UInt64) throws -> State) throws(StateFileError) -> Loaded<State> {
-        try ensureDirectory()
+        try Self.ensureDirectory(of: snapshotPath)
         try lockJournal()
         var policy = Policy()
         var version: UInt64 = 0
@@ -93,6 +129,7 @@ public final class StateStore {
             let snapshot = try decodeSnapshot(data)
             policy = snapshot.policy
             version = snapshot.version
+            snapshotVersion = version
         }
         var state: State
         do {
@@ -115,11 +152,11 @@ public final class StateStore {
                     droppedTail = true  // torn write: the client was never answered
                     break
                 }
-                let line = Data(bytes[start..<newline])
+                let line = bytes[start..<newline]
                 start = newline + 1
                 let entry: JournalEntry
                 do {
-                    entry = try JSONDecoder().decode(JournalEntry.self, from: line)
+                    entry = try JournalEntry(json: try JSONDocument(Array(line)))
                 } catch {
                     throw StateFileError(path: journalPath, problem: "line \(lineNumber) is corrupt: \(Self.describe(error)); "
                         + "refusing to start with a policy that misses changes")
@@ -146,15 +183,24 @@ public final class StateStore {
 
     /// Appends one applied batch and waits until it is on disk. On failure the journal is cut
     /// back to where it was, so a later append does not follow a partial line.
-    public func append(version: UInt64, changes: [PolicyChange]) throws(StateFileError) {
+    ///
+    /// `text`, when given, is `changes` as JSON text — what the client sent — and is written as it
+    /// is: a batch is not encoded a second time (that cost more than applying it). Without it, or
+    /// if it spans lines (JSON allows a newline between tokens; an entry must be one line), the
+    /// changes are encoded.
+    public func append(version: UInt64, changes: [PolicyChange], text: ChangesJSON? = nil) throws(StateFileError) {
         guard journalFD >= 0 else { throw StateFileError(path: journalPath, problem: "journal is not open") }
-        var line: Data
-        do {
-            line = try JSONEncoder().encode(JournalEntry(version: version, changes: changes))
-        } catch {
-            throw StateFileError(path: journalPath, problem: "cannot encode the changes: \(error)")
+        var line = Array(#"{"version":"#.utf8)
+        line += String(version).utf8
+        line += #","changes":"#.utf8
+        if let text, !text.bytes.contains(0x0A) {
+            line += text.bytes
+        } else {
+            var writer = PolicyJSONWriter()
+            writer.changes(changes)
+            line += writer.bytes
         }
-        line.append(0x0A)
+        line += "}\n".utf8
         let before = journalBytes
         do throws(StateFileError) {
             try writeAll(journalFD, line, path: journalPath)
@@ -172,32 +218,99 @@ public final class StateStore {
     /// True when the journal is worth folding into a new snapshot.
     public var shouldCompact: Bool { journalBytes > max(compactionFloorBytes, snapshotBytes) }
 
-    /// Writes `policy` as the new snapshot and empties the journal.
+    /// Writes `policy` as the new snapshot and empties the journal, here and now.
     public func compact(policy: Policy, version: UInt64) throws(StateFileError) {
-        try writeSnapshot(policy: policy, version: version)
-        guard journalFD >= 0 else { return }
-        guard ftruncate(journalFD, 0) == 0, lseek(journalFD, 0, SEEK_SET) >= 0, fsync(journalFD) == 0 else {
-            // The snapshot is already complete; the old entries are skipped by version on load.
-            throw StateFileError(path: journalPath, problem: "cannot empty the journal after a snapshot: \(errnoText())")
+        let pending = beginCompaction(version: version)
+        try finishCompaction(pending, snapshotBytes: try pending.write(policy: policy))
+    }
+
+    /// A snapshot to be written away from the thread that owns the store.
+    ///
+    /// Why: encoding and writing a large policy takes long (seconds for a million sessions), and
+    /// the owner thread must go on applying requests meanwhile. `beginCompaction` notes how far
+    /// the journal goes; `write` (any thread) writes the snapshot of that version; then
+    /// `finishCompaction` (owner thread) drops the journal entries the snapshot holds and keeps
+    /// those appended since. A crash at any point leaves a snapshot and a journal that load to the
+    /// last acknowledged version: entries already in the snapshot are skipped by version on load.
+    public struct PendingSnapshot: Sendable {
+        public let version: UInt64
+        /// The journal's length at `beginCompaction`: the entries up to `version`.
+        let journalBytes: Int
+        let snapshotPath: String
+
+        /// Writes the snapshot file atomically and returns its size. Any thread.
+        public func write(policy: Policy) throws(StateFileError) -> Int {
+            try StateStore.writeSnapshotFile(StateSnapshot(version: version, policy: policy), at: snapshotPath)
         }
-        journalBytes = 0
+    }
+
+    /// Starts a compaction at `version`, the version of the last entry appended.
+    public func beginCompaction(version: UInt64) -> PendingSnapshot {
+        PendingSnapshot(version: version, journalBytes: journalBytes, snapshotPath: snapshotPath)
+    }
+
+    /// Ends a compaction whose snapshot was written (`snapshotBytes` long): the journal keeps only
+    /// what was appended since `beginCompaction`. A compaction overtaken by a later one does nothing.
+    public func finishCompaction(_ pending: PendingSnapshot, snapshotBytes bytes: Int) throws(StateFileError) {
+        guard pending.version >= snapshotVersion, pending.journalBytes <= journalBytes else { return }
+        snapshotVersion = pending.version
+        snapshotBytes = bytes
+        guard journalFD >= 0 else { return }
+        if journalBytes == pending.journalBytes {
+            guard ftruncate(journalFD, 0) == 0, lseek(journalFD, 0, SEEK_SET) >= 0, fsync(journalFD) == 0 else {
+                // The snapshot is already complete; the old entries are skipped by version on load.
+                throw StateFileError(path: journalPath, problem: "cannot empty the journal after a snapshot: \(errnoText())")
+            }
+            journalBytes = 0
+        } else {
+            try keepJournal(from: pending.journalBytes)
+        }
+    }
+
+    /// Replaces the journal with its bytes from `offset` on (entries appended during a
+    /// compaction): a new file, locked, written and synced, renamed over the journal.
+    private func keepJournal(from offset: Int) throws(StateFileError) {
+        var tail = [UInt8](repeating: 0, count: journalBytes - offset)
+        var done = 0
+        while done < tail.count {
+            let n = tail.withUnsafeMutableBytes { pread(journalFD, $0.baseAddress! + done, $0.count - done, off_t(offset + done)) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { throw StateFileError(path: journalPath, problem: "cannot read the journal back: \(errnoText())") }
+            done += n
+        }
+        let temporary = "\(journalPath).tmp-\(getpid())"
+        let fd = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { throw StateFileError(path: temporary, problem: "cannot create: \(errnoText())") }
+        do throws(StateFileError) {
+            guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { throw StateFileError(path: temporary, problem: "cannot lock: \(errnoText())") }
+            try writeAll(fd, tail, path: temporary)
+            guard fsync(fd) == 0 else { throw StateFileError(path: temporary, problem: "fsync: \(errnoText())") }
+            guard rename(temporary, journalPath) == 0 else {
+                throw StateFileError(path: journalPath, problem: "rename from \(temporary): \(errnoText())")
+            }
+        } catch {
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(journalFD)
+        journalFD = fd
+        journalBytes = tail.count
+        try Self.syncDirectory(of: journalPath)
+    }
+
+    /// Writes `policy` as the snapshot (and nothing else).
+    public func writeSnapshot(policy: Policy, version: UInt64) throws(StateFileError) {
+        snapshotBytes = try Self.writeSnapshotFile(StateSnapshot(version: version, policy: policy), at: snapshotPath)
+        snapshotVersion = max(snapshotVersion, version)
     }
 
     /// Atomic replacement: temp file in the same directory, fsync, rename, fsync the directory.
-    public func writeSnapshot(policy: Policy, version: UInt64) throws(StateFileError) {
-        let snapshot = StateSnapshot(format: StateSnapshot.formatName, formatVersion: StateSnapshot.currentFormatVersion,
-                                     version: version, policy: policy)
-        var data: Data
-        do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.withoutEscapingSlashes]
-            data = try encoder.encode(snapshot)
-        } catch {
-            throw StateFileError(path: snapshotPath, problem: "cannot encode the policy: \(error)")
-        }
-        data.append(0x0A)
-        try ensureDirectory()
-        let temporary = "\(snapshotPath).tmp-\(getpid())"
+    /// Returns the size written.
+    static func writeSnapshotFile(_ snapshot: StateSnapshot, at path: String) throws(StateFileError) -> Int {
+        let data = snapshot.json
+        try ensureDirectory(of: path)
+        let temporary = "\(path).tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw StateFileError(path: temporary, problem: "cannot create: \(errnoText())") }
         do throws(StateFileError) {
@@ -209,40 +322,43 @@ public final class StateStore {
             unlink(temporary)
             throw error
         }
-        guard rename(temporary, snapshotPath) == 0 else {
+        guard rename(temporary, path) == 0 else {
             let reason = errnoText()
             unlink(temporary)
-            throw StateFileError(path: snapshotPath, problem: "rename from \(temporary): \(reason)")
+            throw StateFileError(path: path, problem: "rename from \(temporary): \(reason)")
         }
-        try syncDirectory()
-        snapshotBytes = data.count
+        try syncDirectory(of: path)
+        return data.count
     }
 
     // MARK: helpers
 
-    private var directory: String {
-        guard let slash = snapshotPath.lastIndex(of: "/") else { return "." }
-        let dir = String(snapshotPath[..<slash])
+    /// The directory a state file is in.
+    private static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let dir = String(path[..<slash])
         return dir.isEmpty ? "/" : dir
     }
 
     /// Creates the state directory (0750) when missing, like the socket's.
-    private func ensureDirectory() throws(StateFileError) {
+    private static func ensureDirectory(of path: String) throws(StateFileError) {
+        let dir = directory(of: path)
         var info = stat()
-        if stat(directory, &info) == 0 { return }
+        if stat(dir, &info) == 0 { return }
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o750])
         } catch {
-            throw StateFileError(path: snapshotPath, problem: "cannot create directory \(directory): \(error.localizedDescription)")
+            throw StateFileError(path: path, problem: "cannot create directory \(dir): \(error.localizedDescription)")
         }
     }
 
-    private func syncDirectory() throws(StateFileError) {
-        let fd = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw StateFileError(path: directory, problem: "cannot open directory to fsync: \(errnoText())") }
+    private static func syncDirectory(of path: String) throws(StateFileError) {
+        let dir = directory(of: path)
+        let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else { throw StateFileError(path: dir, problem: "cannot open directory to fsync: \(errnoText())") }
         defer { close(fd) }
-        guard fsync(fd) == 0 else { throw StateFileError(path: directory, problem: "fsync directory: \(errnoText())") }
+        guard fsync(fd) == 0 else { throw StateFileError(path: dir, problem: "fsync directory: \(errnoText())") }
     }
 
     /// Opens the journal and takes an exclusive lock on it for as long as this store lives: two
@@ -316,7 +432,7 @@ public final class StateStore {
         }
         let snapshot: StateSnapshot
         do {
-            snapshot = try JSONDecoder().decode(StateSnapshot.self, from: data)
+            snapshot = try StateSnapshot(json: try JSONDocument(Array(data)))
         } catch {
             throw StateFileError(path: snapshotPath, problem: "is corrupt: \(Self.describe(error)); refusing to start with an empty policy")
         }
@@ -334,18 +450,13 @@ public final class StateStore {
         switch error {
         case let error as PolicyError: return error.description
         case let error as ControlError: return error.description
-        case let error as DecodingError:
-            let converted = ControlError(decodingError: error, under: "")
-            if case .dataCorrupted(let context) = error, context.codingPath.isEmpty {
-                return "not valid JSON (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))"
-            }
-            return converted.description
+        case let error as JSONSyntaxError: return "not valid JSON (\(error.message))"
         default: return "\(error)"
         }
     }
 }
 
-private func writeAll(_ fd: Int32, _ data: Data, path: String) throws(StateFileError) {
+private func writeAll(_ fd: Int32, _ data: some ContiguousBytes, path: String) throws(StateFileError) {
     let result: Int32 = data.withUnsafeBytes { raw in
         var offset = 0
         while offset < raw.count {

@@ -76,16 +76,35 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         return hex(0..<bestStart) + "::" + hex((bestStart + bestLength)..<8)
     }
 
+    /// Four decimal octets (0...255, no leading zeros, digits only), separated by dots. One pass
+    /// over the UTF-8: the control plane parses several addresses per session it validates.
     static func parseIPv4(_ text: Substring) -> UInt32? {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 4 else { return nil }
+        text.utf8.withContiguousStorageIfAvailable(parseIPv4) ?? parseIPv4(text.utf8)
+    }
+
+    static func parseIPv4<Bytes: Sequence<UInt8>>(_ text: Bytes) -> UInt32? {
         var value: UInt32 = 0
-        for part in parts {
-            guard (1...3).contains(part.count), part.allSatisfy(\.isASCII), let octet = UInt8(part),
-                  part.count == 1 || part.first != "0" else { return nil }
-            value = value << 8 | UInt32(octet)
+        var octet: UInt32 = 0
+        var digits = 0
+        var dots = 0
+        for byte in text {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, dots < 3 else { return nil }
+                value = value << 8 | octet
+                dots += 1
+                octet = 0
+                digits = 0
+            } else if byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") {
+                guard digits < 3, digits == 0 || octet != 0 else { return nil }  // at most 3 digits, no leading zero
+                octet = octet * 10 + UInt32(byte - UInt8(ascii: "0"))
+                guard octet <= 255 else { return nil }
+                digits += 1
+            } else {
+                return nil
+            }
         }
-        return value
+        guard dots == 3, digits > 0 else { return nil }
+        return value << 8 | octet
     }
 
     static func parseIPv6(_ text: Substring) -> IPAddress? {

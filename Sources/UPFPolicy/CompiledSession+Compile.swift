@@ -51,11 +51,13 @@ private struct CompiledSessionBuilder {
 
     /// `text` split into an address and its family length (nil = none written).
     static func addressAndLength(_ text: String) -> (IPAddress, Int?)? {
-        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        guard let a = IPAddress(parts[0]) else { return nil }
-        if parts.count == 1 { return (a, nil) }
-        guard parts[1].count <= 3, !parts[1].isEmpty, parts[1].allSatisfy({ $0.isASCII && $0.isNumber }),
-              let n = Int(parts[1]) else { return nil }
+        guard let slash = text.utf8.firstIndex(of: UInt8(ascii: "/")) else {
+            return IPAddress(text).map { ($0, nil) }
+        }
+        guard let a = IPAddress(text[..<slash]) else { return nil }
+        let length = text[text.utf8.index(after: slash)...]
+        guard length.utf8.count <= 3, !length.isEmpty,
+              length.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let n = Int(length) else { return nil }
         return (a, n)
     }
 
@@ -161,26 +163,26 @@ private struct CompiledSessionBuilder {
 
     /// A list of prefixes: nil when the list was given but none of it could be used (the rule can
     /// then never match); empty = any.
-    mutating func prefixes(_ texts: [String], _ what: String) -> [CompiledPrefix]? {
+    mutating func prefixes(_ texts: [String], _ what: @autoclosure () -> String) -> [CompiledPrefix]? {
         var result: [CompiledPrefix] = []
         for t in texts {
             if let p = Self.prefix(t) {
                 if !result.contains(p) { result.append(p) }
             } else {
-                note("\(what): '\(t)' is not a prefix: left out")
+                note("\(what()): '\(t)' is not a prefix: left out")
             }
         }
         return texts.isEmpty || !result.isEmpty ? result : nil
     }
 
-    mutating func ports(_ ranges: [PortRange], _ what: String) -> [CompiledPortRange]? {
+    mutating func ports(_ ranges: [PortRange], _ what: @autoclosure () -> String) -> [CompiledPortRange]? {
         var result: [CompiledPortRange] = []
         for r in ranges {
             if r.low <= r.high {
                 let c = CompiledPortRange(low: r.low, high: r.high)
                 if !result.contains(c) { result.append(c) }
             } else {
-                note("\(what): range \(r.low)-\(r.high) is empty: left out")
+                note("\(what()): range \(r.low)-\(r.high) is empty: left out")
             }
         }
         return ranges.isEmpty || !result.isEmpty ? result : nil
@@ -208,8 +210,9 @@ private struct CompiledSessionBuilder {
 
     mutating func rule(_ r: Rule, at index: Int, actions: [UInt32: CompiledAction?], qosIndex: [UInt32: UInt16],
                        counterIndex: [UInt32: UInt16], applications: [String: Application]) {
-        let what = "rules[\(index)] (id \(r.id))"
-        func skip(_ why: String) -> Void { note("\(what): \(why): rule left out (never matches)") }
+        // Only put together for a note: a session compiles cleanly when it validated.
+        func what() -> String { "rules[\(index)] (id \(r.id))" }
+        func skip(_ why: String) -> Void { note("\(what()): \(why): rule left out (never matches)") }
         /// A valid rule that no packet can match (its filter and its application exclude each
         /// other): left out, listed in `neverMatching`, not a note.
         func dead() -> Void { out.neverMatching.append(r.id) }
@@ -220,10 +223,10 @@ private struct CompiledSessionBuilder {
         var flags: UInt8 = 0
         if r.qfi != nil { flags |= CompiledRule.Flags.hasQFI }
         let f = r.match ?? SDFFilter()
-        guard var sourcePrefixes = prefixes(f.sourcePrefixes, "\(what).match.source_prefixes"),
-              var destinationPrefixes = prefixes(f.destinationPrefixes, "\(what).match.destination_prefixes"),
-              var sourcePorts = ports(f.sourcePorts, "\(what).match.source_ports"),
-              var destinationPorts = ports(f.destinationPorts, "\(what).match.destination_ports") else {
+        guard var sourcePrefixes = prefixes(f.sourcePrefixes, "\(what()).match.source_prefixes"),
+              var destinationPrefixes = prefixes(f.destinationPrefixes, "\(what()).match.destination_prefixes"),
+              var sourcePorts = ports(f.sourcePorts, "\(what()).match.source_ports"),
+              var destinationPorts = ports(f.destinationPorts, "\(what()).match.destination_ports") else {
             return skip("a list of its filter has no usable entry")
         }
         var proto = f.protocol
@@ -259,14 +262,14 @@ private struct CompiledSessionBuilder {
 
         var qos = CompiledRule.noQoS
         if let id = r.qos {
-            if let i = qosIndex[id] { qos = i } else { note("\(what): unknown qos \(id): none applied") }
+            if let i = qosIndex[id] { qos = i } else { note("\(what()): unknown qos \(id): none applied") }
         }
         var counters: [UInt16] = []
         for id in r.counters {
             if let i = counterIndex[id] {
                 if !counters.contains(i) { counters.append(i) }
             } else {
-                note("\(what): unknown counter \(id): not counted")
+                note("\(what()): unknown counter \(id): not counted")
             }
         }
 

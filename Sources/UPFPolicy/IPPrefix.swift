@@ -57,17 +57,17 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses with the reason of a failure.
     static func parse(_ text: String) -> Result<IPPrefix, Problem> {
-        let parts = text.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false)
-        let addressText = parts[0]
-        let isV6 = addressText.contains(":")
+        let slash = text.utf8.firstIndex(of: UInt8(ascii: "/"))
+        let addressText = text[..<(slash ?? text.endIndex)]
+        let isV6 = addressText.utf8.contains(UInt8(ascii: ":"))
         guard let address = IPAddress(addressText) else {
             return .failure(.address("'\(addressText)' is not an IPv4 or IPv6 address"))
         }
         let maximum: UInt8 = isV6 ? 128 : 32
         var familyLength = maximum
-        if parts.count == 2 {
-            let lengthText = parts[1]
-            guard !lengthText.isEmpty, lengthText.count <= 3, lengthText.allSatisfy({ $0.isASCII && $0.isNumber }),
+        if let slash {
+            let lengthText = text[text.utf8.index(after: slash)...]
+            guard !lengthText.isEmpty, lengthText.utf8.count <= 3, lengthText.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
                   let value = UInt16(lengthText) else {
                 return .failure(.length("'\(text)': '\(lengthText)' is not a prefix length"))
             }

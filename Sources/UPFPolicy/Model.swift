@@ -519,7 +519,6 @@ public struct PortRange: Codable, Sendable, Equatable, Hashable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.singleValueContainer()
-        let path = renderPath(decoder.codingPath)
         // YAML hands any scalar out as a string too, so numbers are tried first.
         if let port = try? c.decode(UInt16.self) {
             self.init(port)
@@ -531,25 +530,38 @@ public struct PortRange: Codable, Sendable, Equatable, Hashable {
             self.init(port)
             return
         }
+        switch PortRange.parse(text) {
+        case .success(let range): self = range
+        case .failure(var error):
+            error.path = renderPath(decoder.codingPath)
+            throw error
+        }
+    }
+
+    /// The text form: `"443"`, `"8000-8080"` (spaces around the numbers allowed). A failure's
+    /// path is empty: the caller knows where the text was.
+    public static func parse(_ text: String) -> Result<PortRange, PolicyError> {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
-        func port(_ s: Substring) throws -> UInt16 {
+        func port(_ s: Substring) -> Result<UInt16, PolicyError> {
             let t = s.trimmingSpaces
-            guard !t.isEmpty, t.allSatisfy({ $0.isASCII && $0.isNumber }) else {
-                throw PolicyError(code: PolicyError.Code.invalidRange,
-                                  message: "'\(text)' is not a port or a port range like 8000-8080", path: path)
+            guard !t.isEmpty, t.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else {
+                return .failure(PolicyError(code: PolicyError.Code.invalidRange,
+                                            message: "'\(text)' is not a port or a port range like 8000-8080", path: ""))
             }
             guard let value = UInt16(t) else {
-                throw PolicyError(code: PolicyError.Code.outOfRange,
-                                  message: "port \(t) in '\(text)' is out of range 0...65535", path: path)
+                return .failure(PolicyError(code: PolicyError.Code.outOfRange,
+                                            message: "port \(t) in '\(text)' is out of range 0...65535", path: ""))
             }
-            return value
+            return .success(value)
         }
         switch parts.count {
-        case 1: self.init(try port(parts[0]))
-        case 2: self.init(low: try port(parts[0]), high: try port(parts[1]))
+        case 1:
+            return port(parts[0]).map { PortRange($0) }
+        case 2:
+            return port(parts[0]).flatMap { low in port(parts[1]).map { PortRange(low: low, high: $0) } }
         default:
-            throw PolicyError(code: PolicyError.Code.invalidRange,
-                              message: "'\(text)' is not a port or a port range like 8000-8080", path: path)
+            return .failure(PolicyError(code: PolicyError.Code.invalidRange,
+                                        message: "'\(text)' is not a port or a port range like 8000-8080", path: ""))
         }
     }
 

@@ -28,6 +28,40 @@ public struct PolicyDelta: Sendable, Equatable {
     }
 }
 
+/// What a session refers to outside itself: the engines and applications in force, by id. A
+/// session is compiled for the data path against one.
+public struct SessionContext: Sendable, Equatable {
+    public var engines: [String: Engine]
+    public var applications: [String: Application]
+
+    public init(engines: [String: Engine] = [:], applications: [String: Application] = [:]) {
+        self.engines = engines
+        self.applications = applications
+    }
+}
+
+/// What one change of a batch did to the sessions, in batch order: the work of whoever mirrors
+/// the policy change by change, as the data path's tables do. (The net `PolicyDelta` is not
+/// enough for them: a batch may delete session A and give its TEID to session B, and written as
+/// a net delta B's put would meet A's TEID still in the tables.)
+public struct PolicyStep: Sendable, Equatable {
+    public enum Action: Sendable, Equatable {
+        /// The session was created or changed, or an engine or application it uses was: compile
+        /// and install it against `context`, the engines and applications at that point.
+        case install(Session, SessionContext)
+        case remove(seid: UInt64)
+    }
+
+    /// The index of the change in the batch.
+    public var change: Int
+    public var action: Action
+
+    public init(change: Int, _ action: Action) {
+        self.change = change
+        self.action = action
+    }
+}
+
 /// A validated policy with its lookup indexes. A value: `applying` returns a new state and leaves
 /// this one untouched, sharing all but O(1) of its storage (persistent hash tries), so holding on
 /// to an old version costs nothing and one change never copies or revalidates the other sessions.
@@ -43,9 +77,17 @@ public struct PolicyState: Sendable {
     public private(set) var engines: [String: Engine] = [:]
     public private(set) var applications: [String: Application] = [:]
 
-    struct Stored: Sendable {
-        var session: Session
-        var keys: SessionKeys
+    /// A session as stored: a reference, so that copying a trie node (32 slots, when one version
+    /// updates a node another still holds) copies 32 pointers rather than 32 sessions, each a
+    /// dozen reference-counted fields. Immutable; a change stores a new one.
+    final class Stored: Sendable {
+        let session: Session
+        let keys: SessionKeys
+
+        init(session: Session, keys: SessionKeys) {
+            self.session = session
+            self.keys = keys
+        }
     }
 
     var sessionTable = PersistentMap<UInt64, Stored>()
@@ -112,7 +154,7 @@ public struct PolicyState: Sendable {
     public var policy: Policy {
         Policy(engines: engines.values.sorted { $0.id < $1.id },
                applications: applications.values.sorted { $0.id < $1.id },
-               sessions: sessionTable.values.map(\.session).sorted { $0.seid < $1.seid })
+               sessions: sessionTable.values.sorted { $0.session.seid < $1.session.seid }.map(\.session))
     }
 
     // MARK: Building and changing
@@ -125,33 +167,33 @@ public struct PolicyState: Sendable {
         state.version = version
         var engineIndex: [String: Int] = [:]
         for (i, engine) in policy.engines.enumerated() {
-            let path = "engines[\(i)]"
+            func path() -> String { "engines[\(i)]" }
             if let earlier = engineIndex[engine.id] {
-                throw Check.fail(PolicyError.Code.duplicateID, "\(path).id",
-                                 "engine id '\(engine.id)' is used twice (engines[\(earlier)] and \(path))")
+                throw Check.fail(PolicyError.Code.duplicateID, "\(path()).id",
+                                 "engine id '\(engine.id)' is used twice (engines[\(earlier)] and \(path()))")
             }
             engineIndex[engine.id] = i
-            try state.putEngine(engine, path, limits)
+            try state.putEngine(engine, path(), limits)
         }
         var applicationIndex: [String: Int] = [:]
         for (i, application) in policy.applications.enumerated() {
-            let path = "applications[\(i)]"
+            func path() -> String { "applications[\(i)]" }
             if let earlier = applicationIndex[application.id] {
-                throw Check.fail(PolicyError.Code.duplicateID, "\(path).id",
-                                 "application id '\(application.id)' is used twice (applications[\(earlier)] and \(path))")
+                throw Check.fail(PolicyError.Code.duplicateID, "\(path()).id",
+                                 "application id '\(application.id)' is used twice (applications[\(earlier)] and \(path()))")
             }
             applicationIndex[application.id] = i
-            try state.putApplication(application, path, limits)
+            try state.putApplication(application, path(), limits)
         }
         var sessionIndex: [UInt64: Int] = [:]
         for (i, session) in policy.sessions.enumerated() {
-            let path = "sessions[\(i)]"
+            func path() -> String { "sessions[\(i)]" }
             if let earlier = sessionIndex[session.seid] {
-                throw Check.fail(PolicyError.Code.duplicateID, "\(path).seid",
-                                 "SEID \(session.seid) is used twice (sessions[\(earlier)] and \(path))")
+                throw Check.fail(PolicyError.Code.duplicateID, "\(path()).seid",
+                                 "SEID \(session.seid) is used twice (sessions[\(earlier)] and \(path()))")
             }
             sessionIndex[session.seid] = i
-            try state.putSession(session, path, limits)
+            try state.putSession(session, path(), limits)
         }
         return state
     }
@@ -162,36 +204,64 @@ public struct PolicyState: Sendable {
     /// number of sessions. On success the version is one more than this one's.
     public func applying(_ changes: [PolicyChange],
                          limits: PolicyLimits = PolicyLimits()) throws(PolicyError) -> (PolicyState, PolicyDelta) {
+        var steps: [PolicyStep] = []
+        return try applying(changes, limits: limits, steps: &steps)
+    }
+
+    /// `applying`, also appending to `steps` what each change did, in batch order (see
+    /// `PolicyStep`; meaningless when it throws).
+    public func applying(_ changes: [PolicyChange], limits: PolicyLimits = PolicyLimits(),
+                         steps: inout [PolicyStep]) throws(PolicyError) -> (PolicyState, PolicyDelta) {
         var next = self
-        var touchedSessions: [UInt64] = [], touchedEngines: [String] = [], touchedApplications: [String] = []
-        var seenSessions = Set<UInt64>(), seenEngines = Set<String>(), seenApplications = Set<String>()
+        // Each session the batch touches, as it was before the batch and as it is after it
+        // (kept here rather than looked up again: at scale a lookup is a few cache misses).
+        var sessionChanges: [(seid: UInt64, old: Session?, new: Session?)] = []
+        var sessionIndex: [UInt64: Int] = [:]
+        func touch(_ seid: UInt64, old: Session?, new: Session?) {
+            if let i = sessionIndex[seid] {
+                sessionChanges[i].new = new
+            } else {
+                sessionIndex[seid] = sessionChanges.count
+                sessionChanges.append((seid, old, new))
+            }
+        }
+        var touchedEngines: [String] = [], touchedApplications: [String] = []
+        var seenEngines = Set<String>(), seenApplications = Set<String>()
+        steps.reserveCapacity(steps.count + changes.count)
         for (i, change) in changes.enumerated() {
-            let path = "changes[\(i)]"
+            func path() -> String { "changes[\(i)]" }
             switch change {
             case .putSession(let session):
-                try next.putSession(session, "\(path).session", limits)
-                if seenSessions.insert(session.seid).inserted { touchedSessions.append(session.seid) }
+                let (changed, previous) = try next.putSession(session, "\(path()).session", limits)
+                if changed { steps.append(PolicyStep(change: i, .install(session, next.context))) }
+                touch(session.seid, old: previous, new: session)
             case .deleteSession(let seid):
-                try next.deleteSession(seid, "\(path).seid")
-                if seenSessions.insert(seid).inserted { touchedSessions.append(seid) }
+                let previous = try next.deleteSession(seid, "\(path()).seid")
+                steps.append(PolicyStep(change: i, .remove(seid: seid)))
+                touch(seid, old: previous, new: nil)
             case .putEngine(let engine):
-                try next.putEngine(engine, "\(path).engine", limits)
+                let replacing = next.engines[engine.id] != nil
+                if try next.putEngine(engine, "\(path()).engine", limits), replacing {
+                    next.recompile(next.seids(usingEngine: engine.id), change: i, into: &steps)
+                }
                 if seenEngines.insert(engine.id).inserted { touchedEngines.append(engine.id) }
             case .deleteEngine(let id):
-                try next.deleteEngine(id, "\(path).id")
+                try next.deleteEngine(id, "\(path()).id")
                 if seenEngines.insert(id).inserted { touchedEngines.append(id) }
             case .putApplication(let application):
-                try next.putApplication(application, "\(path).application", limits)
+                let replacing = next.applications[application.id] != nil
+                if try next.putApplication(application, "\(path()).application", limits), replacing {
+                    next.recompile(next.seids(usingApplication: application.id), change: i, into: &steps)
+                }
                 if seenApplications.insert(application.id).inserted { touchedApplications.append(application.id) }
             case .deleteApplication(let id):
-                try next.deleteApplication(id, "\(path).id")
+                try next.deleteApplication(id, "\(path()).id")
                 if seenApplications.insert(id).inserted { touchedApplications.append(id) }
             }
         }
         next.version = version &+ 1
         var delta = PolicyDelta()
-        for seid in touchedSessions {
-            let old = session(seid: seid), new = next.session(seid: seid)
+        for (seid, old, new) in sessionChanges {
             if let new { if new != old { delta.putSessions.append(new) } } else if old != nil { delta.deletedSessions.append(seid) }
         }
         for id in touchedEngines {
@@ -204,6 +274,17 @@ public struct PolicyState: Sendable {
         }
         return (next, delta)
     }
+
+    /// Steps that compile `seids` again (sessions whose engine or application changed), by SEID.
+    private func recompile(_ seids: [UInt64], change: Int, into steps: inout [PolicyStep]) {
+        let context = self.context
+        for seid in seids.sorted() {
+            if let session = session(seid: seid) { steps.append(PolicyStep(change: change, .install(session, context))) }
+        }
+    }
+
+    /// The engines and applications sessions are compiled against.
+    public var context: SessionContext { SessionContext(engines: engines, applications: applications) }
 
     /// `applying` in place.
     @discardableResult
@@ -242,86 +323,102 @@ public struct PolicyState: Sendable {
 
     // MARK: Single changes (callers discard the state when one throws)
 
-    mutating func putEngine(_ engine: Engine, _ path: String, _ limits: PolicyLimits) throws(PolicyError) {
-        if engines[engine.id] == engine { return }
-        try Check.engine(engine, path)
+    /// Returns false when the engine is already there as it is.
+    @discardableResult
+    mutating func putEngine(_ engine: Engine, _ path: @autoclosure Check.Path, _ limits: PolicyLimits) throws(PolicyError) -> Bool {
+        if engines[engine.id] == engine { return false }
+        try Check.engine(engine, path())
         if engines[engine.id] == nil && engines.count >= limits.maxEngines {
-            throw Check.fail(PolicyError.Code.tableFull, path,
+            throw Check.fail(PolicyError.Code.tableFull, path(),
                              "engines table full: \(engines.count) of \(limits.maxEngines)")
         }
         engines[engine.id] = engine
+        return true
     }
 
-    mutating func deleteEngine(_ id: String, _ path: String) throws(PolicyError) {
+    mutating func deleteEngine(_ id: String, _ path: @autoclosure Check.Path) throws(PolicyError) {
         guard engines[id] != nil else {
-            throw Check.fail(PolicyError.Code.notFound, path, "there is no engine '\(id)'")
+            throw Check.fail(PolicyError.Code.notFound, path(), "there is no engine '\(id)'")
         }
         if let users = engineUsers[id], let example = users.first?.key {
-            throw Check.fail(PolicyError.Code.inUse, path,
+            throw Check.fail(PolicyError.Code.inUse, path(),
                              "engine '\(id)' is still steered to by \(users.count) session(s), e.g. SEID \(example)")
         }
         engines[id] = nil
     }
 
-    mutating func putApplication(_ application: Application, _ path: String, _ limits: PolicyLimits) throws(PolicyError) {
-        if applications[application.id] == application { return }
-        try Check.application(application, path, limits)
+    /// Returns false when the application is already there as it is.
+    @discardableResult
+    mutating func putApplication(_ application: Application, _ path: @autoclosure Check.Path,
+                                 _ limits: PolicyLimits) throws(PolicyError) -> Bool {
+        if applications[application.id] == application { return false }
+        try Check.application(application, path(), limits)
         if applications[application.id] == nil && applications.count >= limits.maxApplications {
-            throw Check.fail(PolicyError.Code.tableFull, path,
+            throw Check.fail(PolicyError.Code.tableFull, path(),
                              "applications table full: \(applications.count) of \(limits.maxApplications)")
         }
         applications[application.id] = application
+        return true
     }
 
-    mutating func deleteApplication(_ id: String, _ path: String) throws(PolicyError) {
+    mutating func deleteApplication(_ id: String, _ path: @autoclosure Check.Path) throws(PolicyError) {
         guard applications[id] != nil else {
-            throw Check.fail(PolicyError.Code.notFound, path, "there is no application '\(id)'")
+            throw Check.fail(PolicyError.Code.notFound, path(), "there is no application '\(id)'")
         }
         if let users = applicationUsers[id], let example = users.first?.key {
-            throw Check.fail(PolicyError.Code.inUse, path,
+            throw Check.fail(PolicyError.Code.inUse, path(),
                              "application '\(id)' is still named by \(users.count) session(s), e.g. SEID \(example)")
         }
         applications[id] = nil
     }
 
-    mutating func deleteSession(_ seid: UInt64, _ path: String) throws(PolicyError) {
+    /// Returns the session deleted.
+    @discardableResult
+    mutating func deleteSession(_ seid: UInt64, _ path: @autoclosure Check.Path) throws(PolicyError) -> Session {
         guard let stored = sessionTable.removeValue(forKey: seid) else {
-            throw Check.fail(PolicyError.Code.notFound, path, "there is no session with SEID \(seid)")
+            throw Check.fail(PolicyError.Code.notFound, path(), "there is no session with SEID \(seid)")
         }
         unindex(seid, stored.keys)
+        return stored.session
     }
 
-    mutating func putSession(_ session: Session, _ path: String, _ limits: PolicyLimits) throws(PolicyError) {
+    /// Returns whether the session changed (false: it is already there as it is) and the session
+    /// it replaced.
+    @discardableResult
+    mutating func putSession(_ session: Session, _ path: @autoclosure Check.Path,
+                             _ limits: PolicyLimits) throws(PolicyError) -> (changed: Bool, previous: Session?) {
         let old = sessionTable[session.seid]
-        if old?.session == session { return }
-        let keys = try Check.session(session, path, limits)
-        for (id, refPath) in keys.engines where engines[id] == nil {
-            throw Check.fail(PolicyError.Code.danglingReference, refPath,
+        if old?.session == session { return (false, session) }
+        let keys = try Check.session(session, path(), limits)
+        for (id, action) in keys.engines where engines[id] == nil {
+            throw Check.fail(PolicyError.Code.danglingReference, "\(Check.element(path(), "actions", action)).engine",
                              "session \(session.seid) steers to engine '\(id)', which does not exist")
         }
-        for (id, refPath) in keys.applications where applications[id] == nil {
-            throw Check.fail(PolicyError.Code.danglingReference, refPath,
+        for (id, rule) in keys.applications where applications[id] == nil {
+            throw Check.fail(PolicyError.Code.danglingReference, "\(Check.element(path(), "rules", rule)).application",
                              "session \(session.seid) names application '\(id)', which does not exist")
         }
         if let old {
             unindex(session.seid, old.keys)
         } else if sessionTable.count >= limits.maxSessions {
-            throw Check.fail(PolicyError.Code.tableFull, path,
+            throw Check.fail(PolicyError.Code.tableFull, path(),
                              "sessions table full: \(sessionTable.count) of \(limits.maxSessions)")
         }
-        try checkCollisions(session, keys, path)
+        try checkCollisions(session, keys, path())
         index(session.seid, keys)
         sessionTable.updateValue(Stored(session: session, keys: keys), forKey: session.seid)
+        return (true, old?.session)
     }
 
-    private mutating func checkCollisions(_ session: Session, _ keys: SessionKeys, _ path: String) throws(PolicyError) {
+    private mutating func checkCollisions(_ session: Session, _ keys: SessionKeys,
+                                          _ path: @autoclosure Check.Path) throws(PolicyError) {
         if let other = n3Index[keys.n3.teid] {
-            throw Check.fail(PolicyError.Code.collision, "\(path).n3.teid",
+            throw Check.fail(PolicyError.Code.collision, "\(path()).n3.teid",
                              "session \(session.seid): local N3 TEID \(keys.n3.teid) is already used by session \(other) "
                              + "(TEIDs are unique per UPF, whatever the N3 address)")
         }
         if let ue = keys.ueIPv4, let other = ueIPv4Index[ue] {
-            throw Check.fail(PolicyError.Code.collision, "\(path).ue_ipv4",
+            throw Check.fail(PolicyError.Code.collision, "\(path()).ue_ipv4",
                              "session \(session.seid): UE address \(ue) is already used by session \(other)")
         }
         if let prefix = keys.ueIPv6 {
@@ -329,7 +426,7 @@ public struct PolicyState: Sendable {
                 let covering = IPPrefix(address: prefix.address, length: length)
                 if let other = ueIPv6Index[covering] {
                     let what = covering == prefix ? "is already used by" : "lies inside \(covering) of"
-                    throw Check.fail(PolicyError.Code.collision, "\(path).ue_ipv6",
+                    throw Check.fail(PolicyError.Code.collision, "\(path()).ue_ipv6",
                                      "session \(session.seid): UE prefix \(prefix) \(what) session \(other)")
                 }
             }
@@ -339,7 +436,7 @@ public struct PolicyState: Sendable {
                     // Error path only: find one of the prefixes inside (O(n)).
                     let inside = ueIPv6Index.first(where: { prefix.length < $0.key.length && prefix.contains($0.key.address) })
                     let example = inside.map { "\($0.key) of session \($0.value)" } ?? "another session's prefix"
-                    throw Check.fail(PolicyError.Code.collision, "\(path).ue_ipv6",
+                    throw Check.fail(PolicyError.Code.collision, "\(path()).ue_ipv6",
                                      "session \(session.seid): UE prefix \(prefix) contains \(example)")
                 }
             }

@@ -14,7 +14,8 @@ import UPFPolicy
         #expect(h.tables.sessions.keys.sorted() == [1, 2])
         #expect(h.core.currentVersion == 1)
         let got = try h.ok(.sessionGet(seid: 1))
-        #expect(got["session"] == ControlCore.raw(Fixture.session(1, engine: "llm")))
+        // The model's own encoding, byte for byte.
+        #expect(got["session"] == .raw(String(decoding: PolicyCoding.json(Fixture.session(1, engine: "llm")), as: UTF8.self)))
     }
 
     @Test func theSameRequestTwiceChangesNothingTheSecondTime() throws {
@@ -69,7 +70,7 @@ import UPFPolicy
         // The tables hold exactly what they held before; the policy too.
         #expect(tables.sessions == [1: Fixture.session(1), 2: Fixture.session(2)])
         #expect(h.core.currentVersion == 1)
-        #expect(try h.ok(.sessionGet(seid: 1))["session"] == ControlCore.raw(Fixture.session(1)))
+        #expect(try h.ok(.sessionGet(seid: 1))["session"] == .raw(String(decoding: PolicyCoding.json(Fixture.session(1)), as: UTF8.self)))
     }
 
     @Test func aTEIDFreedEarlierInTheBatchCanBeTakenLaterInIt() throws {

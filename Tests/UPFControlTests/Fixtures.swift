@@ -57,10 +57,10 @@ final class FlakyTables: DatapathTables {
     var bytesPerSession: Int { real.bytesPerSession }
     var memoryBytes: Int { real.memoryBytes }
 
-    func install(_ session: Session, in state: PolicyState) throws {
+    func install(_ session: Session, in context: SessionContext) throws {
         operations += 1
         if session.seid == failInstall { throw ControlError("datapath_failed", "injected failure") }
-        try real.install(session, in: state)
+        try real.install(session, in: context)
         sessions[session.seid] = session
     }
 

@@ -47,6 +47,31 @@ import Glibc
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["state.json", "state.json.journal"])
     }
 
+    @Test func theRequestsTextIsJournaledAsItIs() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { removeDirectory(dir) }
+        let path = "\(dir)/state.json"
+        let sent = #"[{"op":"put_session","session":{"rules":[{"action":1,"id":1,"precedence":10,"source":"access"}],"#
+            + #""actions":[{"id":1,"type":"n6"}], "n3":{"address":"192.0.2.1","teid":101},"seid":1,"ue_ipv4":"10.60.0.2"}}]"#
+        let changes = try JSONDocument(sent).policyChanges()
+        #expect(changes == [.putSession(Fixture.session(1))])
+        do {
+            let store = StateStore(path: path)
+            _ = try Self.load(store)
+            try store.append(version: 1, changes: changes, text: ChangesJSON(Array(sent.utf8)))
+            // Text that spans lines cannot be a journal line: the changes are encoded instead.
+            try store.append(version: 2, changes: [.deleteSession(seid: 1)],
+                             text: ChangesJSON(Array("[\n{\"op\":\"delete_session\",\"seid\":1}]".utf8)))
+            try store.append(version: 3, changes: changes)
+        }
+        let journal = try String(contentsOfFile: path + ".journal", encoding: .utf8)
+        #expect(journal.split(separator: "\n").first == #"{"version":1,"changes":\#(sent)}"#)
+        #expect(journal.split(separator: "\n").count == 3)
+        let loaded = try Self.load(StateStore(path: path))
+        #expect(loaded.version == 3 && loaded.replayed == 3)
+        #expect(loaded.state.policy == Policy(sessions: [Fixture.session(1)]))
+    }
+
     @Test func compactionFoldsTheJournalIntoTheSnapshot() throws {
         let dir = try makeTemporaryDirectory()
         defer { removeDirectory(dir) }
@@ -62,6 +87,52 @@ import Glibc
         let loaded = try Self.load(StateStore(path: path))
         #expect(loaded.version == 1 && loaded.replayed == 0)
         #expect(loaded.state.session(seid: 1) == Fixture.session(1))
+    }
+
+    @Test func aCompactionKeepsWhatWasJournaledWhileItWasWritten() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { removeDirectory(dir) }
+        let path = "\(dir)/state.json"
+        let store = StateStore(path: path)
+        _ = try Self.load(store)
+        try store.append(version: 1, changes: [.putSession(Fixture.session(1))])
+        try store.append(version: 2, changes: [.putSession(Fixture.session(2))])
+        let pending = store.beginCompaction(version: 2)
+        // Batches go on while the snapshot of version 2 is written (elsewhere, in upfd).
+        try store.append(version: 3, changes: [.putSession(Fixture.session(3))])
+        let written = try pending.write(policy: Policy(sessions: [Fixture.session(1), Fixture.session(2)]))
+        try store.append(version: 4, changes: [.deleteSession(seid: 1)])
+        try store.finishCompaction(pending, snapshotBytes: written)
+        // The journal holds versions 3 and 4 only, and appending goes on after them.
+        let journal = try String(contentsOfFile: path + ".journal", encoding: .utf8)
+        #expect(journal.split(separator: "\n").map { $0.prefix(12) } == [#"{"version":3"#, #"{"version":4"#])
+        try store.append(version: 5, changes: [.putSession(Fixture.session(5))])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir).sorted() == ["state.json", "state.json.journal"])
+        // The new journal is locked like the old one.
+        #expect(throws: StateFileError.self) { try Self.load(StateStore(path: path)) }
+        store.closeJournal()
+        let loaded = try Self.load(StateStore(path: path))
+        #expect(loaded.version == 5 && loaded.replayed == 3)
+        #expect(loaded.state.policy.sessions.map(\.seid) == [2, 3, 5])
+    }
+
+    @Test func anOvertakenCompactionChangesNothing() throws {
+        let dir = try makeTemporaryDirectory()
+        defer { removeDirectory(dir) }
+        let path = "\(dir)/state.json"
+        let store = StateStore(path: path)
+        _ = try Self.load(store)
+        try store.append(version: 1, changes: [.putSession(Fixture.session(1))])
+        let pending = store.beginCompaction(version: 1)
+        let written = try pending.write(policy: Policy(sessions: [Fixture.session(1)]))
+        try store.append(version: 2, changes: [.putSession(Fixture.session(2))])
+        try store.compact(policy: Policy(sessions: [Fixture.session(1), Fixture.session(2)]), version: 2)
+        try store.append(version: 3, changes: [.putSession(Fixture.session(3))])
+        // Finishing the older compaction now would cut version 3 from the journal.
+        try store.finishCompaction(pending, snapshotBytes: written)
+        store.closeJournal()
+        let loaded = try Self.load(StateStore(path: path))
+        #expect(loaded.version == 3 && loaded.state.sessionCount == 3)
     }
 
     @Test func entriesAlreadyInTheSnapshotAreSkipped() throws {

@@ -21,4 +21,16 @@ import UPFPackets
         #expect(IPPrefix("2001:db8:1::/48")!.overlaps(IPPrefix("2001:db8:1:2::/64")!))
         #expect(!IPPrefix("2001:db8:1::/48")!.overlaps(IPPrefix("2001:db8:2::/64")!))
     }
+
+    /// Dotted quads: four decimal octets, digits only, no leading zeros (also as an IPv6 tail).
+    @Test func ipv4Text() {
+        #expect(IPAddress("0.0.0.0") == IPAddress(ipv4: 0))
+        #expect(IPAddress("255.255.255.255") == IPAddress(ipv4: .max))
+        #expect(IPAddress("192.0.2.10") == IPAddress(ipv4: 0xC000_020A))
+        #expect(IPAddress("::ffff:192.0.2.10") == IPAddress(ipv4: 0xC000_020A))
+        for bad in ["256.0.0.1", "1.2.3", "1.2.3.4.5", "1..2.3", ".1.2.3", "1.2.3.", "01.2.3.4", "1.2.3.0004", "+1.2.3.4",
+                    "-0.1.2.3", "1.2.3.4 ", "1.2.3.a", "１.2.3.4", ""] {
+            #expect(IPAddress(bad) == nil, "\(bad)")
+        }
+    }
 }

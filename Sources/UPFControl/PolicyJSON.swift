@@ -1,0 +1,721 @@
+// The policy model read from and written to JSON by hand, for the control plane's hot paths:
+// requests (read from the `JSONDocument` the request line was parsed into), the journal and the
+// snapshot.
+//
+// Why not Codable: a session went JSONValue → text → Foundation's JSONDecoder, then through
+// JSONEncoder again for the journal, at about 3 M instructions per session; even a `Decoder`
+// over the parsed tree cost ~400 k (existential containers, generic metadata looked up at run
+// time, coding paths). Reading the document directly costs a few thousand.
+//
+// The model's `Decodable` conformances (UPFPolicy/Model.swift, used for YAML and JSON files)
+// remain the definition of the format. This file mirrors them field by field — the same fields,
+// defaults, checks, order of checks, error codes, messages and paths — and
+// Tests/UPFControlTests/PolicyJSONTests.swift holds it to that: every document there is decoded by
+// both, and the results (values or errors) must be equal; encoding must give the bytes
+// `PolicyCoding.json` gives (sorted keys). A change to the model's coding needs the same change
+// here.
+
+import UPFPolicy
+
+extension JSONDocument {
+    /// The changes of an `apply` (or a journal entry) at `node`. Error paths start with `path`.
+    func policyChanges(at path: String = "", node: Int = JSONDocument.root) throws(PolicyError) -> [PolicyChange] {
+        try PolicyJSONReader(self, at: path).read { (reader) throws(PolicyJSONReader.Failure) in
+            try reader.list(node, reader.change)
+        }
+    }
+
+    func policySession(at path: String = "", node: Int = JSONDocument.root) throws(PolicyError) -> Session {
+        try PolicyJSONReader(self, at: path).read { (reader) throws(PolicyJSONReader.Failure) in try reader.session(node) }
+    }
+
+    func policyEngine(at path: String = "", node: Int = JSONDocument.root) throws(PolicyError) -> Engine {
+        try PolicyJSONReader(self, at: path).read { (reader) throws(PolicyJSONReader.Failure) in try reader.engine(node) }
+    }
+
+    func policy(at path: String = "", node: Int = JSONDocument.root) throws(PolicyError) -> Policy {
+        try PolicyJSONReader(self, at: path).read { (reader) throws(PolicyJSONReader.Failure) in try reader.policy(node) }
+    }
+}
+
+// MARK: - Reading
+
+/// Reads model values out of a `JSONDocument` (values are node indices). Error paths cost nothing
+/// until there is an error: a failure is thrown with its own field, and each enclosing level adds
+/// its key or index as the error passes through (`at`); the entry point renders the path.
+///
+/// A class: its methods are passed around as the readers of fields and list elements, and a
+/// struct's would capture a copy of it (the document's arrays) in a heap context each time.
+final class PolicyJSONReader {
+    /// A failure and where it happened, innermost step first.
+    struct Failure: Error {
+        enum Step {
+            case field(StaticString)
+            case key(String)
+            case index(Int)
+        }
+
+        var code: String
+        var message: String
+        var steps: [Step] = []
+
+        /// `changes[3].session.rules[0].match`, as `renderPath` writes a coding path.
+        func policyError(under prefix: String) -> PolicyError {
+            var path = prefix
+            for step in steps.reversed() {
+                switch step {
+                case .field(let key):
+                    if !path.isEmpty { path += "." }
+                    path += key.description
+                case .key(let key):
+                    if !path.isEmpty { path += "." }
+                    path += key
+                case .index(let index):
+                    path += "[\(index)]"
+                }
+            }
+            return PolicyError(code: code, message: message, path: path)
+        }
+    }
+
+    let document: JSONDocument
+    /// Where the values read sit in the document they came in (`changes`, `session`; empty at the top).
+    let prefix: String
+
+    init(_ document: JSONDocument, at prefix: String) {
+        self.document = document
+        self.prefix = prefix
+    }
+
+    /// Runs `body`, turning its failure into a `PolicyError` with the full path.
+    func read<T>(_ body: (PolicyJSONReader) throws(Failure) -> T) throws(PolicyError) -> T {
+        do {
+            return try body(self)
+        } catch {
+            throw error.policyError(under: prefix)
+        }
+    }
+
+    // MARK: errors and where
+
+    private func fail(_ code: String, _ message: String, at step: Failure.Step? = nil) -> Failure {
+        Failure(code: code, message: message, steps: step.map { [$0] } ?? [])
+    }
+
+    private func at<T>(_ step: Failure.Step, _ body: () throws(Failure) -> T) throws(Failure) -> T {
+        do {
+            return try body()
+        } catch {
+            var failure = error
+            failure.steps.append(step)
+            throw failure
+        }
+    }
+
+    /// An object node (its members are scanned by key: the model's objects have a dozen at most).
+    struct Object {
+        let node: Int
+    }
+
+    private func find(_ object: Object, _ key: StaticString) -> Int? {
+        for member in document.members(object.node) where document.string(member.key, equals: key) { return member.value }
+        return nil
+    }
+
+    func object(_ node: Int) throws(Failure) -> Object {
+        switch document.kind(node) {
+        case .object: return Object(node: node)
+        case .null: throw fail(PolicyError.Code.missingField, "expected an object, found null")
+        default: throw fail(PolicyError.Code.invalidField, "expected an object")
+        }
+    }
+
+    /// An object whose keys must all be in `known` (`rejectUnknownKeys`: the first unknown key
+    /// in sorted order is reported).
+    func object(_ node: Int, known: [StaticString]) throws(Failure) -> Object {
+        let object = try object(node)
+        try rejectUnknown(object, known: known)
+        return object
+    }
+
+    func rejectUnknown(_ object: Object, known: [StaticString]) throws(Failure) {
+        var first: String?
+        for member in document.members(object.node) where !known.contains(where: { document.string(member.key, equals: $0) }) {
+            let key = document.string(member.key)
+            if first.map({ key < $0 }) ?? true { first = key }
+        }
+        if let first {
+            let expected = known.map(\.description).sorted().joined(separator: ", ")
+            throw fail(PolicyError.Code.unknownField, "unknown field '\(first)' (expected one of: \(expected))", at: .key(first))
+        }
+    }
+
+    /// A required field (`decode(_:forKey:)`): missing is `missing_field`.
+    func field<T>(_ object: Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T {
+        try at(.field(key)) { () throws(Failure) -> T in
+            guard let value = find(object, key) else {
+                throw fail(PolicyError.Code.missingField, "missing required field '\(key)'")
+            }
+            return try read(value)
+        }
+    }
+
+    /// An optional field (`decodeIfPresent`): missing or null is nil.
+    func optionalField<T>(_ object: Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T? {
+        guard let value = find(object, key), document.kind(value) != .null else { return nil }
+        return try at(.field(key)) { () throws(Failure) -> T in try read(value) }
+    }
+
+    /// A list that defaults to empty when missing or null (`list(_:_:)` of Coding.swift).
+    func listField<T>(_ object: Object, _ key: StaticString, _ element: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
+        try optionalField(object, key) { (value) throws(Failure) in try list(value, element) } ?? []
+    }
+
+    // MARK: values
+
+    func list<T>(_ node: Int, _ element: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
+        switch document.kind(node) {
+        case .array:
+            var result: [T] = []
+            for (index, item) in document.elements(node).enumerated() {
+                result.append(try at(.index(index)) { () throws(Failure) -> T in try element(item) })
+            }
+            return result
+        case .null: throw fail(PolicyError.Code.missingField, "expected a list, found null")
+        default: throw fail(PolicyError.Code.invalidField, "expected a list")
+        }
+    }
+
+    func string(_ node: Int) throws(Failure) -> String {
+        switch document.kind(node) {
+        case .string: return document.string(node)
+        case .null: throw fail(PolicyError.Code.missingField, "expected a string, found null")
+        default: throw fail(PolicyError.Code.invalidField, "expected a string")
+        }
+    }
+
+    /// A number that reads as a `T`: a plain integer literal, or one with a fraction or an exponent
+    /// whose value is a whole number that fits, as JSONDecoder reads them (`7.0`, `1e3`, `-0`).
+    func wholeNumber<T: FixedWidthInteger>(_ node: Int, as: T.Type = T.self) -> T? {
+        guard document.kind(node) == .number else { return nil }
+        if let integer = document.plainInteger(node, as: T.self) { return integer }
+        return Self.wholeNumber(document.numberText(node))
+    }
+
+    static func wholeNumber<T: FixedWidthInteger>(_ text: String) -> T? {
+        if let integer = T(text) { return integer }
+        guard text.utf8.contains(where: { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }),
+              let real = Double(text), real.rounded() == real else { return nil }
+        return T(exactly: real)
+    }
+
+    /// An integer of type `T`, told apart as out of range or not a number when it is not one
+    /// (`integerError` of Coding.swift).
+    func integer<T: FixedWidthInteger>(_ node: Int) throws(Failure) -> T {
+        if let integer: T = wholeNumber(node) { return integer }
+        let range = "\(T.min)...\(T.max)"
+        switch document.kind(node) {
+        case .number:
+            let text = document.numberText(node)
+            if let wide: Int64 = Self.wholeNumber(text) {
+                throw fail(PolicyError.Code.outOfRange, "\(wide) is out of range \(range)")
+            }
+            if let wide: UInt64 = Self.wholeNumber(text) {
+                throw fail(PolicyError.Code.outOfRange, "\(wide) is out of range \(range)")
+            }
+            if let real = Double(text), real.isFinite {
+                if real.rounded() == real { throw fail(PolicyError.Code.outOfRange, "\(real) is out of range \(range)") }
+                throw fail(PolicyError.Code.outOfRange, "\(real) is not an integer; expected an integer in \(range)")
+            }
+            throw fail(PolicyError.Code.invalidField, "expected an integer in \(range)")
+        case .null: throw fail(PolicyError.Code.missingField, "expected an integer, found null")
+        default: throw fail(PolicyError.Code.invalidField, "expected an integer in \(range)")
+        }
+    }
+
+    /// A string enum (`decodeEnum` of Model.swift).
+    func enumeration<E: RawRepresentable & CaseIterable>(_ node: Int) throws(Failure) -> E where E.RawValue == String {
+        let text = try string(node)
+        guard let result = E(rawValue: text) else {
+            throw fail(PolicyError.Code.invalidField,
+                       "'\(text)' is not one of: \(E.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return result
+    }
+
+    // MARK: the model (in the order of the fields' checks in Model.swift)
+
+    static let policyKeys: [StaticString] = ["engines", "applications", "sessions"]
+
+    func policy(_ node: Int) throws(Failure) -> Policy {
+        let o = try object(node, known: Self.policyKeys)
+        return Policy(engines: try listField(o, "engines", engine),
+                      applications: try listField(o, "applications", application),
+                      sessions: try listField(o, "sessions", session))
+    }
+
+    static let engineKeys: [StaticString] = ["id", "instances", "fallback", "probe"]
+
+    func engine(_ node: Int) throws(Failure) -> Engine {
+        let o = try object(node, known: Self.engineKeys)
+        let id = try field(o, "id", string)
+        let instances = try field(o, "instances") { (value) throws(Failure) in try list(value, engineInstance) }
+        let fallback: EngineFallback = try optionalField(o, "fallback", enumeration) ?? .core
+        return Engine(id: id, instances: instances, fallback: fallback, probe: try optionalField(o, "probe", engineProbe))
+    }
+
+    static let engineInstanceKeys: [StaticString] = ["port", "address", "mac"]
+
+    func engineInstance(_ node: Int) throws(Failure) -> EngineInstance {
+        let o = try object(node, known: Self.engineInstanceKeys)
+        // A port index may be written as a number.
+        let port: String
+        if let value = find(o, "port"), let index: UInt16 = wholeNumber(value) {
+            port = String(index)
+        } else {
+            port = try field(o, "port", string)
+        }
+        return EngineInstance(port: port, address: try field(o, "address", string), mac: try optionalField(o, "mac", string))
+    }
+
+    static let engineProbeKeys: [StaticString] = ["kind", "port", "path", "interval_ms"]
+
+    func engineProbe(_ node: Int) throws(Failure) -> EngineProbe {
+        let o = try object(node, known: Self.engineProbeKeys)
+        let kind: EngineProbe.Kind = try field(o, "kind", enumeration)
+        let port: UInt16 = try field(o, "port", integer)
+        let path = try optionalField(o, "path", string)
+        return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(o, "interval_ms", integer))
+    }
+
+    static let applicationKeys: [StaticString] = ["id", "destination_prefixes", "destination_ports", "protocol"]
+
+    func application(_ node: Int) throws(Failure) -> Application {
+        let o = try object(node, known: Self.applicationKeys)
+        return Application(id: try field(o, "id", string),
+                           destinationPrefixes: try listField(o, "destination_prefixes", string),
+                           destinationPorts: try listField(o, "destination_ports", portRange),
+                           protocol: try optionalField(o, "protocol", integer))
+    }
+
+    static let sessionKeys: [StaticString] = ["seid", "ue_ipv4", "ue_ipv6", "n3", "gnb", "default_qfi", "rules", "actions", "qos",
+                                              "counters"]
+
+    func session(_ node: Int) throws(Failure) -> Session {
+        let o = try object(node, known: Self.sessionKeys)
+        let seid: UInt64 = try field(o, "seid", integer)
+        let ueIPv4 = try optionalField(o, "ue_ipv4", string)
+        let ueIPv6 = try optionalField(o, "ue_ipv6", string)
+        let n3 = try field(o, "n3", fteid)
+        let gnb = try optionalField(o, "gnb", fteid)
+        let defaultQFI: UInt8 = try optionalField(o, "default_qfi", integer) ?? 9
+        let rules = try field(o, "rules") { (value) throws(Failure) in try list(value, rule) }
+        return Session(seid: seid, ueIPv4: ueIPv4, ueIPv6: ueIPv6, n3: n3, gnb: gnb, defaultQFI: defaultQFI, rules: rules,
+                       actions: try listField(o, "actions", action), qos: try listField(o, "qos", qos),
+                       counters: try listField(o, "counters", usageRule))
+    }
+
+    static let fteidKeys: [StaticString] = ["teid", "address"]
+
+    func fteid(_ node: Int) throws(Failure) -> FTEID {
+        let o = try object(node, known: Self.fteidKeys)
+        return FTEID(teid: try field(o, "teid", integer), address: try field(o, "address", string))
+    }
+
+    static let ruleKeys: [StaticString] = ["id", "precedence", "source", "match", "qfi", "application", "action", "qos", "counters"]
+
+    func rule(_ node: Int) throws(Failure) -> Rule {
+        let o = try object(node, known: Self.ruleKeys)
+        let id: UInt16 = try field(o, "id", integer)
+        let precedence: UInt32 = try field(o, "precedence", integer)
+        let source: SourceInterface = try field(o, "source", enumeration)
+        let match = try optionalField(o, "match", filter)
+        let qfi: UInt8? = try optionalField(o, "qfi", integer)
+        let application = try optionalField(o, "application", string)
+        let action: UInt32 = try field(o, "action", integer)
+        let qos: UInt32? = try optionalField(o, "qos", integer)
+        return Rule(id: id, precedence: precedence, source: source, match: match, qfi: qfi, application: application,
+                    action: action, qos: qos, counters: try listField(o, "counters", integer))
+    }
+
+    static let filterKeys: [StaticString] = ["source_prefixes", "destination_prefixes", "protocol", "source_ports",
+                                             "destination_ports", "tos"]
+
+    func filter(_ node: Int) throws(Failure) -> SDFFilter {
+        let o = try object(node, known: Self.filterKeys)
+        return SDFFilter(sourcePrefixes: try listField(o, "source_prefixes", string),
+                         destinationPrefixes: try listField(o, "destination_prefixes", string),
+                         protocol: try optionalField(o, "protocol", integer),
+                         sourcePorts: try listField(o, "source_ports", portRange),
+                         destinationPorts: try listField(o, "destination_ports", portRange),
+                         tos: try optionalField(o, "tos", tosMatch))
+    }
+
+    static let tosKeys: [StaticString] = ["value", "mask"]
+
+    func tosMatch(_ node: Int) throws(Failure) -> TOSMatch {
+        let o = try object(node, known: Self.tosKeys)
+        return TOSMatch(value: try field(o, "value", integer), mask: try optionalField(o, "mask", integer) ?? 0xFF)
+    }
+
+    /// A number (`80`) or the text form (`"8000-8080"`).
+    func portRange(_ node: Int) throws(Failure) -> PortRange {
+        if let port: UInt16 = wholeNumber(node) { return PortRange(port) }
+        if document.kind(node) == .string {
+            switch PortRange.parse(document.string(node)) {
+            case .success(let range): return range
+            case .failure(let error): throw fail(error.code, error.message)
+            }
+        }
+        // A number that is not a port (negative, too large, fractional) or another type.
+        return PortRange(try integer(node) as UInt16)
+    }
+
+    static let actionKeys: [StaticString] = ["id", "type"]
+
+    func action(_ node: Int) throws(Failure) -> Action {
+        let o = try object(node)
+        let type = try field(o, "type", string)
+        let extra: [StaticString]
+        switch type {
+        case "steer": extra = ["engine"]
+        case "n9": extra = ["peer", "teid"]
+        case "n3", "n6", "drop": extra = []
+        case "buffer": extra = ["limit"]
+        default:
+            throw fail(PolicyError.Code.invalidField,
+                       "unknown action type '\(type)' (expected steer, n9, n3, n6, drop or buffer)", at: .field("type"))
+        }
+        try rejectUnknown(o, known: extra.isEmpty ? Self.actionKeys : Self.actionKeys + extra)
+        let id: UInt32 = try field(o, "id", integer)
+        let kind: ActionKind
+        switch type {
+        case "steer": kind = .steer(engine: try field(o, "engine", string))
+        case "n9": kind = .forwardN9(peer: try field(o, "peer", string), teid: try field(o, "teid", integer))
+        case "n3": kind = .forwardN3
+        case "n6": kind = .forwardN6
+        case "drop": kind = .drop
+        default: kind = .buffer(limit: try field(o, "limit", integer))
+        }
+        return Action(id: id, kind: kind)
+    }
+
+    static let qosKeys: [StaticString] = ["id", "gate_uplink", "gate_downlink", "mbr_uplink_kbps", "mbr_downlink_kbps", "qfi"]
+
+    func qos(_ node: Int) throws(Failure) -> QoS {
+        let o = try object(node, known: Self.qosKeys)
+        let id: UInt32 = try field(o, "id", integer)
+        let gateUplink: Gate = try optionalField(o, "gate_uplink", enumeration) ?? .open
+        let gateDownlink: Gate = try optionalField(o, "gate_downlink", enumeration) ?? .open
+        let mbrUplink: UInt64? = try optionalField(o, "mbr_uplink_kbps", integer)
+        let mbrDownlink: UInt64? = try optionalField(o, "mbr_downlink_kbps", integer)
+        return QoS(id: id, gateUplink: gateUplink, gateDownlink: gateDownlink, mbrUplinkKbps: mbrUplink,
+                   mbrDownlinkKbps: mbrDownlink, qfi: try optionalField(o, "qfi", integer))
+    }
+
+    static let usageRuleKeys: [StaticString] = ["id", "volume_threshold_bytes"]
+
+    func usageRule(_ node: Int) throws(Failure) -> UsageRule {
+        let o = try object(node, known: Self.usageRuleKeys)
+        return UsageRule(id: try field(o, "id", integer),
+                         volumeThresholdBytes: try optionalField(o, "volume_threshold_bytes", integer))
+    }
+
+    func change(_ node: Int) throws(Failure) -> PolicyChange {
+        let o = try object(node)
+        let op = try field(o, "op", string)
+        let argument: StaticString
+        switch op {
+        case "put_session": argument = "session"
+        case "delete_session": argument = "seid"
+        case "put_engine": argument = "engine"
+        case "put_application": argument = "application"
+        case "delete_engine", "delete_application": argument = "id"
+        default:
+            throw fail(PolicyError.Code.unknownOperation,
+                       "unknown op '\(op)' (expected one of: \(PolicyChange.operations.joined(separator: ", ")))", at: .field("op"))
+        }
+        try rejectUnknown(o, known: ["op", argument])
+        switch op {
+        case "put_session": return .putSession(try field(o, "session", session))
+        case "delete_session": return .deleteSession(seid: try field(o, "seid", integer))
+        case "put_engine": return .putEngine(try field(o, "engine", engine))
+        case "delete_engine": return .deleteEngine(id: try field(o, "id", string))
+        case "put_application": return .putApplication(try field(o, "application", application))
+        default: return .deleteApplication(id: try field(o, "id", string))
+        }
+    }
+}
+
+// MARK: - Writing
+
+/// Compact JSON of model values with sorted keys: the bytes `PolicyCoding.json` (Foundation's
+/// JSONEncoder, `.sortedKeys`, `.withoutEscapingSlashes`) produces, written directly.
+struct PolicyJSONWriter {
+    private(set) var bytes: [UInt8] = []
+
+    init(capacity: Int = 1024) {
+        bytes.reserveCapacity(capacity)
+    }
+
+    // MARK: pieces
+
+    private mutating func raw(_ text: StaticString) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
+
+    /// `"key":` after a comma unless it is the object's first member.
+    private mutating func key(_ name: StaticString, first: inout Bool) {
+        if !first { bytes.append(UInt8(ascii: ",")) }
+        first = false
+        bytes.append(UInt8(ascii: "\""))
+        raw(name)
+        raw("\":")
+    }
+
+    /// Decimal digits, written directly (no intermediate `String`).
+    private mutating func integer<T: FixedWidthInteger>(_ value: T) {
+        var magnitude = value.magnitude
+        if value < 0 { bytes.append(UInt8(ascii: "-")) }
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 20 digits, last first
+        let count = withUnsafeMutableBytes(of: &digits) { buffer in
+            var n = 0
+            repeat {
+                buffer[n] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+                n += 1
+            } while magnitude != 0
+            return n
+        }
+        withUnsafeBytes(of: &digits) { buffer in
+            for i in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[i]) }
+        }
+    }
+
+    /// Escapes as JSONEncoder does: `"`, `\` and control characters (`\n`, `\r`, `\t`, `\b`,
+    /// `\f`, else `\u00xx`); everything else, `/` and non-ASCII included, as it is.
+    mutating func string(_ text: String) {
+        bytes.append(UInt8(ascii: "\""))
+        defer { bytes.append(UInt8(ascii: "\"")) }
+        // Nothing to escape (the usual case): the UTF-8 as it is.
+        let plain = text.utf8.withContiguousStorageIfAvailable { utf8 in
+            for byte in utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            bytes.append(contentsOf: utf8)
+            return true
+        }
+        if plain == true { return }
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): raw("\\\"")
+            case UInt8(ascii: "\\"): raw("\\\\")
+            case 0x0A: raw("\\n")
+            case 0x0D: raw("\\r")
+            case 0x09: raw("\\t")
+            case 0x08: raw("\\b")
+            case 0x0C: raw("\\f")
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                raw("\\u00")
+                bytes.append(hex[Int(byte >> 4)])
+                bytes.append(hex[Int(byte & 0xF)])
+            default: bytes.append(byte)
+            }
+        }
+    }
+
+    private mutating func list<T>(_ items: [T], _ element: (inout PolicyJSONWriter, T) -> Void) {
+        bytes.append(UInt8(ascii: "["))
+        for (index, item) in items.enumerated() {
+            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            element(&self, item)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
+    // MARK: the model (keys in sorted order; lists that `encodeList` omits when empty, likewise)
+
+    mutating func policy(_ p: Policy) {
+        var first = true
+        raw("{")
+        key("applications", first: &first); list(p.applications) { $0.application($1) }
+        key("engines", first: &first); list(p.engines) { $0.engine($1) }
+        key("sessions", first: &first); list(p.sessions) { $0.session($1) }
+        raw("}")
+    }
+
+    mutating func engine(_ e: Engine) {
+        var first = true
+        raw("{")
+        key("fallback", first: &first); string(e.fallback.rawValue)
+        key("id", first: &first); string(e.id)
+        key("instances", first: &first); list(e.instances) { $0.engineInstance($1) }
+        if let probe = e.probe { key("probe", first: &first); engineProbe(probe) }
+        raw("}")
+    }
+
+    mutating func engineInstance(_ i: EngineInstance) {
+        var first = true
+        raw("{")
+        key("address", first: &first); string(i.address)
+        if let mac = i.mac { key("mac", first: &first); string(mac) }
+        key("port", first: &first); string(i.port)
+        raw("}")
+    }
+
+    mutating func engineProbe(_ p: EngineProbe) {
+        var first = true
+        raw("{")
+        key("interval_ms", first: &first); integer(p.intervalMs)
+        key("kind", first: &first); string(p.kind.rawValue)
+        if let path = p.path { key("path", first: &first); string(path) }
+        key("port", first: &first); integer(p.port)
+        raw("}")
+    }
+
+    mutating func application(_ a: Application) {
+        var first = true
+        raw("{")
+        if !a.destinationPorts.isEmpty { key("destination_ports", first: &first); list(a.destinationPorts) { $0.portRange($1) } }
+        if !a.destinationPrefixes.isEmpty { key("destination_prefixes", first: &first); list(a.destinationPrefixes) { $0.string($1) } }
+        key("id", first: &first); string(a.id)
+        if let p = a.protocol { key("protocol", first: &first); integer(p) }
+        raw("}")
+    }
+
+    mutating func session(_ s: Session) {
+        var first = true
+        raw("{")
+        key("actions", first: &first); list(s.actions) { $0.action($1) }
+        if !s.counters.isEmpty { key("counters", first: &first); list(s.counters) { $0.usageRule($1) } }
+        key("default_qfi", first: &first); integer(s.defaultQFI)
+        if let gnb = s.gnb { key("gnb", first: &first); fteid(gnb) }
+        key("n3", first: &first); fteid(s.n3)
+        if !s.qos.isEmpty { key("qos", first: &first); list(s.qos) { $0.qos($1) } }
+        key("rules", first: &first); list(s.rules) { $0.rule($1) }
+        key("seid", first: &first); integer(s.seid)
+        if let ue = s.ueIPv4 { key("ue_ipv4", first: &first); string(ue) }
+        if let ue = s.ueIPv6 { key("ue_ipv6", first: &first); string(ue) }
+        raw("}")
+    }
+
+    mutating func fteid(_ f: FTEID) {
+        var first = true
+        raw("{")
+        key("address", first: &first); string(f.address)
+        key("teid", first: &first); integer(f.teid)
+        raw("}")
+    }
+
+    mutating func rule(_ r: Rule) {
+        var first = true
+        raw("{")
+        key("action", first: &first); integer(r.action)
+        if let application = r.application { key("application", first: &first); string(application) }
+        if !r.counters.isEmpty { key("counters", first: &first); list(r.counters) { $0.integer($1) } }
+        key("id", first: &first); integer(r.id)
+        if let match = r.match { key("match", first: &first); filter(match) }
+        key("precedence", first: &first); integer(r.precedence)
+        if let qfi = r.qfi { key("qfi", first: &first); integer(qfi) }
+        if let qos = r.qos { key("qos", first: &first); integer(qos) }
+        key("source", first: &first); string(r.source.rawValue)
+        raw("}")
+    }
+
+    mutating func filter(_ f: SDFFilter) {
+        var first = true
+        raw("{")
+        if !f.destinationPorts.isEmpty { key("destination_ports", first: &first); list(f.destinationPorts) { $0.portRange($1) } }
+        if !f.destinationPrefixes.isEmpty { key("destination_prefixes", first: &first); list(f.destinationPrefixes) { $0.string($1) } }
+        if let p = f.protocol { key("protocol", first: &first); integer(p) }
+        if !f.sourcePorts.isEmpty { key("source_ports", first: &first); list(f.sourcePorts) { $0.portRange($1) } }
+        if !f.sourcePrefixes.isEmpty { key("source_prefixes", first: &first); list(f.sourcePrefixes) { $0.string($1) } }
+        if let tos = f.tos {
+            key("tos", first: &first)
+            var tosFirst = true
+            raw("{")
+            key("mask", first: &tosFirst); integer(tos.mask)
+            key("value", first: &tosFirst); integer(tos.value)
+            raw("}")
+        }
+        raw("}")
+    }
+
+    mutating func portRange(_ r: PortRange) {
+        if r.low == r.high {
+            integer(r.low)
+        } else {
+            string("\(r.low)-\(r.high)")
+        }
+    }
+
+    mutating func action(_ a: Action) {
+        var first = true
+        raw("{")
+        if case .steer(let engine) = a.kind { key("engine", first: &first); string(engine) }
+        key("id", first: &first); integer(a.id)
+        if case .buffer(let limit) = a.kind { key("limit", first: &first); integer(limit) }
+        if case .forwardN9(let peer, let teid) = a.kind {
+            key("peer", first: &first); string(peer)
+            key("teid", first: &first); integer(teid)
+        }
+        key("type", first: &first); string(a.kind.typeName)
+        raw("}")
+    }
+
+    mutating func qos(_ q: QoS) {
+        var first = true
+        raw("{")
+        key("gate_downlink", first: &first); string(q.gateDownlink.rawValue)
+        key("gate_uplink", first: &first); string(q.gateUplink.rawValue)
+        key("id", first: &first); integer(q.id)
+        if let mbr = q.mbrDownlinkKbps { key("mbr_downlink_kbps", first: &first); integer(mbr) }
+        if let mbr = q.mbrUplinkKbps { key("mbr_uplink_kbps", first: &first); integer(mbr) }
+        if let qfi = q.qfi { key("qfi", first: &first); integer(qfi) }
+        raw("}")
+    }
+
+    mutating func usageRule(_ u: UsageRule) {
+        var first = true
+        raw("{")
+        key("id", first: &first); integer(u.id)
+        if let threshold = u.volumeThresholdBytes { key("volume_threshold_bytes", first: &first); integer(threshold) }
+        raw("}")
+    }
+
+    mutating func change(_ c: PolicyChange) {
+        var first = true
+        raw("{")
+        switch c {
+        case .putSession(let s):
+            key("op", first: &first); string(c.op)
+            key("session", first: &first); session(s)
+        case .deleteSession(let seid):
+            key("op", first: &first); string(c.op)
+            key("seid", first: &first); integer(seid)
+        case .putEngine(let e):
+            key("engine", first: &first); engine(e)
+            key("op", first: &first); string(c.op)
+        case .deleteEngine(let id), .deleteApplication(let id):
+            key("id", first: &first); string(id)
+            key("op", first: &first); string(c.op)
+        case .putApplication(let a):
+            key("application", first: &first); application(a)
+            key("op", first: &first); string(c.op)
+        }
+        raw("}")
+    }
+
+    mutating func changes(_ changes: [PolicyChange]) {
+        list(changes) { $0.change($1) }
+    }
+
+    mutating func snapshot(_ snapshot: StateSnapshot) {
+        var first = true
+        raw("{")
+        key("format", first: &first); string(snapshot.format)
+        key("format_version", first: &first); integer(snapshot.formatVersion)
+        key("policy", first: &first); policy(snapshot.policy)
+        key("version", first: &first); integer(snapshot.version)
+        raw("}")
+    }
+}
