@@ -35,6 +35,12 @@ public protocol DatapathTables: AnyObject {
     var bytesPerSession: Int { get }
     /// Memory the tables take now.
     var memoryBytes: Int { get }
+    /// Engines that left the policy with an applied batch.
+    func enginesRemoved(_ ids: [String])
+}
+
+extension DatapathTables {
+    public func enginesRemoved(_ ids: [String]) {}
 }
 
 /// The running data path as the control plane reports it (`health`, `stats`). Called on the
@@ -42,8 +48,19 @@ public protocol DatapathTables: AnyObject {
 public protocol DatapathObserver: AnyObject, Sendable {
     /// "running", or why not.
     var status: String { get }
-    /// The `datapath` object of `stats`: ports, workers, actions, drops by reason.
+    /// The `datapath` object of `stats`: ports, workers, actions, drops by reason, engines.
     func statistics() -> JSONValue
+    /// The rule counters of session `seid` by evaluation position (packets and bytes of each of
+    /// the first `positions` positions; the last counted position also holds every later rule),
+    /// nil when the tables do not hold the session.
+    func ruleCounters(seid: UInt64, positions: Int) -> [(packets: UInt64, bytes: UInt64)]?
+    /// Positions counted per session (`rule_counters_per_session`).
+    var countedRulesPerSession: Int { get }
+}
+
+extension DatapathObserver {
+    public func ruleCounters(seid: UInt64, positions: Int) -> [(packets: UInt64, bytes: UInt64)]? { nil }
+    public var countedRulesPerSession: Int { 0 }
 }
 
 public struct ControlCoreConfiguration: Sendable {
@@ -218,7 +235,9 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             guard let session = state.session(seid: seid) else {
                 throw ControlError(ControlError.Code.notFound, "there is no session with SEID \(seid)", path: "seid")
             }
-            return ControlReply(version: state.version, [("session", Self.raw { $0.session(session) })])
+            var fields: [(String, JSONValue)] = [("session", Self.raw { $0.session(session) })]
+            if let counters = sessionCounters(session) { fields.append(("counters", counters)) }
+            return ControlReply(version: state.version, fields)
         case .sessionList(let after, let limit):
             return listSessions(after: after, limit: limit)
         case .engineList:
@@ -233,6 +252,14 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             return ControlReply(version: state.version, [("engines", .array(engines))])
         case .stats:
             return ControlReply(version: state.version, stats())
+        case .sessionStats(let seid):
+            guard let session = state.session(seid: seid) else {
+                throw ControlError(ControlError.Code.notFound, "there is no session with SEID \(seid)", path: "session")
+            }
+            return ControlReply(version: state.version, [
+                ("seid", .int(seid)),
+                ("counters", sessionCounters(session) ?? .string("not_running")),
+            ])
         case .health:
             let status = degraded.isEmpty ? "ok" : "degraded"
             var fields: [(String, JSONValue)] = [
@@ -384,6 +411,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             engineStates[engine.id] = "configured"
             bus.publish(.engineState(id: engine.id, state: "configured"))
         }
+        if !delta.deletedEngines.isEmpty { tables.enginesRemoved(delta.deletedEngines) }
         for id in delta.deletedEngines {
             engineStates[id] = nil
             bus.publish(.engineState(id: id, state: "removed"))
@@ -497,6 +525,40 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             ("next_cursor", next),
             ("total", .int(seids.count)),
         ])
+    }
+
+    /// The counters of `session` as the data path keeps them: per rule by evaluation position
+    /// (precedence, then id — the compiler's order), totals over the positions. A rule at or after
+    /// the last counted position shares that position's counter (`shared`: the counts are those
+    /// of all these rules together). nil without a data path.
+    func sessionCounters(_ session: Session) -> JSONValue? {
+        guard let datapath, datapath.countedRulesPerSession > 0 else { return nil }
+        let order = session.rules.sorted { ($0.precedence, $0.id) < ($1.precedence, $1.id) }
+        let counted = datapath.countedRulesPerSession
+        guard let values = datapath.ruleCounters(seid: session.seid, positions: min(order.count, counted)) else { return nil }
+        var packets: UInt64 = 0, bytes: UInt64 = 0
+        for value in values {
+            packets &+= value.packets
+            bytes &+= value.bytes
+        }
+        let shared = order.count > counted
+        let rules: [JSONValue] = order.enumerated().map { position, rule in
+            let index = min(position, counted - 1)
+            let value: (packets: UInt64, bytes: UInt64) = index < values.count ? values[index] : (0, 0)
+            var fields: [(String, JSONValue)] = [
+                ("id", .int(rule.id)), ("position", .int(position)),
+                ("packets", .int(value.packets)), ("bytes", .int(value.bytes)),
+            ]
+            if shared && position >= counted - 1 { fields.append(("shared", .bool(true))) }
+            return .object(fields)
+        }
+        return .object([("packets", .int(packets)), ("bytes", .int(bytes)), ("rules", .array(rules))])
+    }
+
+    /// The `stats` answer, as an object: what the socket returns and what the metrics endpoint
+    /// renders (both from this one function, so they always agree). On the loop.
+    public func statsSnapshot() -> EventLoopFuture<JSONValue> {
+        loop.submit { .object([("version", .int(self.state.version))] + self.stats()) }
     }
 
     private func stats() -> [(String, JSONValue)] {

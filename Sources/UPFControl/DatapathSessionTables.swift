@@ -25,6 +25,14 @@ public final class DatapathSessionTables: DatapathTables {
     private let engineDirectory: (directory: EngineDirectory, resolve: @Sendable (Engine) -> EngineEntry)?
     /// The engine each directory index was last published from.
     private var publishedEngines: [Int: Engine] = [:]
+    /// Called with a directory index given to a new engine after an engine that had it left the
+    /// policy: the data path's per-engine counters of that index still hold the old engine's
+    /// counts, so the observer records a baseline (the counters are the workers', not ours to zero).
+    public var engineIndexReused: ((Int) -> Void)?
+    /// Called with a session's slot after a put replaced the session with one whose rules are in
+    /// a different evaluation order (or are other rules): rule counters are kept by position, so
+    /// the observer records a baseline and reports counts since then.
+    public var rulesReordered: ((Int) -> Void)?
 
     /// An engine as the data path's directory holds it.
     public struct EngineEntry: Sendable, Equatable {
@@ -57,7 +65,19 @@ public final class DatapathSessionTables: DatapathTables {
             // A validated session compiles cleanly; a note means the model and the compiler disagree.
             throw ControlError(ControlError.Code.datapathFailed, "session \(session.seid) does not compile: \(note)")
         }
+        let before = rulesReordered == nil ? nil : tables.ruleIDs(seid: session.seid)
         try retryingReclaim { () throws(TableError) in try tables.put(compiled) }
+        if let before, let hook = rulesReordered, before != compiled.rules.map(\.id), let slot = tables.slot(seid: session.seid) {
+            hook(slot)
+        }
+    }
+
+    /// Frees the directory indices of engines that left the policy (ControlCore calls this once
+    /// a batch that deleted them is applied), so `stats` no longer lists them.
+    public func enginesRemoved(_ ids: [String]) {
+        for id in ids {
+            if let index = engineIndices.removeValue(forKey: id) { freeIndices.append(index) }
+        }
     }
 
     public func remove(seid: UInt64) throws {
@@ -89,6 +109,7 @@ public final class DatapathSessionTables: DatapathTables {
             }
             if let index = freeIndices.popLast() {
                 engineIndices[id] = index
+                engineIndexReused?(index)
             } else {
                 engineIndices[id] = nextIndex
                 nextIndex += 1

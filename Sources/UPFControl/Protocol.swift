@@ -54,6 +54,8 @@ public enum ControlRequest: Sendable, Equatable {
     case engineDelete(id: String)
     case engineList
     case stats
+    /// `stats` with `session`: the counters of one session (totals and per rule).
+    case sessionStats(seid: UInt64)
     case health
     case version
     /// Turns the connection into an event stream.
@@ -72,7 +74,7 @@ public enum ControlRequest: Sendable, Equatable {
         case .enginePut: "engine.put"
         case .engineDelete: "engine.delete"
         case .engineList: "engine.list"
-        case .stats: "stats"
+        case .stats, .sessionStats: "stats"
         case .health: "health"
         case .version: "version"
         case .events: "events"
@@ -114,7 +116,7 @@ public enum ControlProtocol {
         "engine.put": ["engine"],
         "engine.delete": ["engine_id"],
         "engine.list": [],
-        "stats": [],
+        "stats": ["session"],
         "health": [],
         "version": [],
         "events": [],
@@ -251,7 +253,18 @@ public enum ControlProtocol {
             }
             return .engineDelete(id: id)
         case "engine.list": return .engineList
-        case "stats": return .stats
+        case "stats":
+            if let node = fields["session"], document.kind(node) != .null {
+                do {
+                    return .sessionStats(seid: try seid(document.value(node)))
+                } catch {
+                    var error = error
+                    error.path = "session"
+                    error.message = error.message.replacingOccurrences(of: "seid must", with: "session must be a SEID:")
+                    throw error
+                }
+            }
+            return .stats
         case "health": return .health
         case "version": return .version
         case "events": return .events

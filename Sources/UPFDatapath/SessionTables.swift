@@ -306,6 +306,19 @@ public final class SessionTables: @unchecked Sendable {
             + downlinkV6.changes.pointee.load(ordering: .relaxed)
     }
 
+    /// Called (on the control thread, inside `reclaim`) with each session slot freed for reuse:
+    /// no reader can reach the slot's last session any more, so per-slot state (the rule
+    /// counters) can be reset before another session gets the slot. See `DatapathCounters.resetSlot`.
+    public var slotReleased: ((Int) -> Void)?
+
+    /// The rule ids of the session's current version in evaluation order (control thread only:
+    /// the writer reads what it wrote). nil when there is no such session.
+    public func ruleIDs(seid: UInt64) -> [UInt16]? {
+        guard let cell = seidFind(seid) else { return nil }
+        let handle = SessionHandle(UnsafePointer(records + Int(seidCells[cell].record) - 1))
+        return (0..<handle.ruleCount).map { handle.rule($0).id }
+    }
+
     /// The stable slot of a session (see `SessionHandle.slot`).
     public func slot(seid: UInt64) -> Int? {
         seidFind(seid).map { Int(seidCells[$0].slot) }
@@ -608,6 +621,7 @@ public final class SessionTables: @unchecked Sendable {
             freeRecords[freeRecordCount] = e.record
             freeRecordCount += 1
             if e.slotPlusOne != 0 {
+                slotReleased?(Int(e.slotPlusOne - 1))
                 freeSlots[freeSlotCount] = e.slotPlusOne - 1
                 freeSlotCount += 1
             }

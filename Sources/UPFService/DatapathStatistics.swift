@@ -32,6 +32,25 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
         public var packets: UInt64
     }
 
+    /// Steering per engine (those a session steered to at some point and still in the policy):
+    /// per instance, and the packets that found no usable instance.
+    public struct Engine: Sendable, Codable, Equatable {
+        public struct Instance: Sendable, Codable, Equatable {
+            public var index: Int
+            public var port: String
+            public var up: Bool
+            public var packets: UInt64
+            public var bytes: UInt64
+        }
+        public var id: String
+        public var index: Int
+        public var packets: UInt64
+        public var bytes: UInt64
+        public var fallbackDrop: UInt64
+        public var fallbackCore: UInt64
+        public var instances: [Instance]
+    }
+
     public var status: String
     public var ports: [Port]
     public var workers: [Worker]
@@ -39,6 +58,7 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
     /// Every reason with a non-zero count, parser reasons first.
     public var drops: [Counter]
     public var dropped: UInt64
+    public var engines: [Engine]
 
     public init(dataplane: Dataplane) {
         let c = dataplane.counters
@@ -69,14 +89,22 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
         }
         self.drops = drops
         dropped = drops.reduce(0) { $0 + $1.packets }
-    }
 
-    /// Packets and bytes counted for the rules of the session in `slot` (by evaluation position).
-    public static func ruleCounters(_ dataplane: Dataplane, slot: Int, rules: Int) -> [(packets: UInt64, bytes: UInt64)] {
-        let layout = dataplane.counters.layout
-        return (0..<min(rules, layout.rulesPerSession)).map { position in
-            let offset = layout.rule(slot: slot, position: position)
-            return (dataplane.counters.total(offset), dataplane.counters.total(offset + 1))
+        let baselines = dataplane.baselines.withLock { $0.engines }
+        let portNames = dataplane.configuration.ports.map(\.name)
+        engines = dataplane.sessionTables.engineIndices.sorted { $0.key < $1.key }.compactMap { id, index in
+            guard index < layout.engines else { return nil }
+            let base = baselines[index]
+            func word(_ w: Int) -> UInt64 { dataplane.engineCounter(index, word: w, baseline: base) }
+            let entry = dataplane.engines.snapshot(index)
+            let instances = (entry?.instances ?? []).enumerated().map { i, instance in
+                Engine.Instance(index: i, port: Int(instance.port) < portNames.count ? portNames[Int(instance.port)] : "?",
+                                up: instance.up, packets: word(i * 2), bytes: word(i * 2 + 1))
+            }
+            let fallback = EngineDirectory.maxInstances * 2
+            return Engine(id: id, index: index, packets: instances.reduce(0) { $0 &+ $1.packets },
+                          bytes: instances.reduce(0) { $0 &+ $1.bytes },
+                          fallbackDrop: word(fallback), fallbackCore: word(fallback + 1), instances: instances)
         }
     }
 
@@ -109,6 +137,16 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
             ("actions", counters(actions)),
             ("drops", counters(drops)),
             ("dropped", .int(dropped)),
+            ("engines", .array(engines.map { e in
+                .object([
+                    ("id", .string(e.id)), ("packets", .int(e.packets)), ("bytes", .int(e.bytes)),
+                    ("fallback_drop", .int(e.fallbackDrop)), ("fallback_core", .int(e.fallbackCore)),
+                    ("instances", .array(e.instances.map { i in
+                        .object([("index", .int(i.index)), ("port", .string(i.port)), ("up", .bool(i.up)),
+                                 ("packets", .int(i.packets)), ("bytes", .int(i.bytes))])
+                    })),
+                ])
+            })),
         ])
     }
 }

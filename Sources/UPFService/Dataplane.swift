@@ -52,6 +52,16 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public let mempool: Mempool
     private let logger: Logger
     private let state = Mutex(State.configured)
+    /// Counter values recorded when their meaning changed under the workers (the data path
+    /// keeps counting; reports subtract these): per session slot whose rules were reordered by
+    /// a put, per engine index given to a new engine. A slot freed for reuse is zeroed instead
+    /// (`DatapathCounters.resetSlot`), which also drops its baseline.
+    let baselines = Mutex(Baselines())
+
+    struct Baselines {
+        var slots: [Int: [UInt64]] = [:]
+        var engines: [Int: [UInt64]] = [:]
+    }
 
     private enum State { case configured, running, stopped }
 
@@ -142,7 +152,8 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             tables = sessions
             let directory = EngineDirectory(capacity: max(1, service.limits.maxEngines))
             engines = directory
-            let layout = CounterLayout(sessionSlots: sessions.slotCount, rulesPerSession: configuration.ruleCountersPerSession)
+            let layout = CounterLayout(sessionSlots: sessions.slotCount, rulesPerSession: configuration.ruleCountersPerSession,
+                                       engines: directory.capacity)
             let allCounters = DatapathCounters(layout: layout, workers: workerCount)
             counters = allCounters
             let table = portTable
@@ -162,6 +173,7 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
                 return DatapathWorker(index: w, processor: processor, queues: assignment[w], portIDs: ids,
                                       txQueue: UInt16(w), tuning: tuning)
             }
+            installCounterHooks()
             for (i, port) in configuration.ports.enumerated() where rssApplied[i] == 0 && workerCount > 1 && rxQueues[i] == 1 {
                 logger.info("port has no RSS: one worker receives it", metadata: ["port": "\(port.name)"])
             }
@@ -178,6 +190,50 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             undo()
             throw .port(name: "?", message: "\(error)")
         }
+    }
+
+    /// Keeps reported counters meaning what they say when the tables reuse what they count by
+    /// (all on the control thread: the tables' writer).
+    private func installCounterHooks() {
+        // Weak: the tables are the data path's own; a strong capture would be a cycle.
+        tables.slotReleased = { [weak self] slot in
+            guard let self else { return }
+            counters.resetSlot(slot)
+            baselines.withLock { _ = $0.slots.removeValue(forKey: slot) }
+        }
+        sessionTables.rulesReordered = { [weak self] slot in
+            guard let self else { return }
+            let layout = counters.layout
+            let first = layout.rule(slot: slot, position: 0)
+            let values = (0..<(layout.rulesPerSession * 2)).map { self.counters.total(first + $0) }
+            baselines.withLock { $0.slots[slot] = values }
+        }
+        sessionTables.engineIndexReused = { [weak self] index in
+            guard let self, index < counters.layout.engines else { return }
+            let first = counters.layout.engineInstance(index, 0)
+            let values = (0..<CounterLayout.engineStride).map { self.counters.total(first + $0) }
+            baselines.withLock { $0.engines[index] = values }
+        }
+    }
+
+    /// The rule counters of the session's slot, minus its baseline; nil when it is not in the tables.
+    func slotCounters(seid: UInt64, positions: Int) -> [(packets: UInt64, bytes: UInt64)]? {
+        guard let slot = tables.slot(seid: seid) else { return nil }
+        let layout = counters.layout
+        let base = baselines.withLock { $0.slots[slot] }
+        return (0..<min(positions, layout.rulesPerSession)).map { position in
+            let offset = layout.rule(slot: slot, position: position)
+            let packets = counters.total(offset), bytes = counters.total(offset + 1)
+            guard let base else { return (packets, bytes) }
+            return (packets &- min(packets, base[position * 2]), bytes &- min(bytes, base[position * 2 + 1]))
+        }
+    }
+
+    /// Word `word` (0..<CounterLayout.engineStride) of engine `index`, minus its baseline.
+    func engineCounter(_ index: Int, word: Int, baseline: [UInt64]?) -> UInt64 {
+        let value = counters.total(counters.layout.engineInstance(index, 0) + word)
+        guard let baseline else { return value }
+        return value &- min(value, baseline[word])
     }
 
     /// The directory entry of a policy engine: its instances' ports resolved against the
@@ -267,4 +323,10 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public func statistics() -> JSONValue {
         DatapathStatistics(dataplane: self).json
     }
+
+    public func ruleCounters(seid: UInt64, positions: Int) -> [(packets: UInt64, bytes: UInt64)]? {
+        slotCounters(seid: seid, positions: positions)
+    }
+
+    public var countedRulesPerSession: Int { counters.layout.rulesPerSession }
 }

@@ -17,7 +17,7 @@ import UPFPackets
         #expect(entry?.instances == [EngineDirectory.Instance(port: 3, mac: MACAddress(0x0200_0000_5010), up: true),
                                      EngineDirectory.Instance(port: 3, mac: nil, up: false)])
         for h in 0..<64 as Range<UInt64> {
-            #expect(d.view.choose(1, flowHash: h &* 0x9E37_79B9_7F4A_7C15) == .instance(port: 3, mac: MACAddress(0x0200_0000_5010)))
+            #expect(d.view.choose(1, flowHash: h &* 0x9E37_79B9_7F4A_7C15) == .instance(port: 3, mac: MACAddress(0x0200_0000_5010), index: 0))
         }
         d.setUp(1, instance: 0, up: false)
         #expect(d.view.choose(1, flowHash: 5) == .fallbackDrop)
@@ -43,7 +43,7 @@ import UPFPackets
             var h: UInt64 = 1
             while !done.load(ordering: .acquiring) {
                 h = h &* 6364136223846793005 &+ 1442695040888963407
-                if case let .instance(port, mac) = view.choose(0, flowHash: h), mac.value >> 16 != UInt64(port) {
+                if case let .instance(port, mac, _) = view.choose(0, flowHash: h), mac.value >> 16 != UInt64(port) {
                     torn.add(1, ordering: .relaxed)
                 }
                 reads.add(1, ordering: .relaxed)

@@ -292,8 +292,9 @@ import UPFPolicy
         var seen = Set<Int>()
         for i in 0..<200 {
             let h = PacketProcessor.flowHash(flow("10.45.0.1", "198.51.100.\(i % 250)", sport: UInt16(1000 + i)))
-            guard case let .instance(port, _) = e.view.choose(0, flowHash: h) else { Issue.record("no instance"); return }
-            #expect(e.view.choose(0, flowHash: h) == .instance(port: port, mac: MACAddress(UInt64(port + 1))))
+            guard case let .instance(port, _, index) = e.view.choose(0, flowHash: h) else { Issue.record("no instance"); return }
+            #expect(e.view.choose(0, flowHash: h) == .instance(port: port, mac: MACAddress(UInt64(port + 1)), index: index))
+            #expect(index == port)  // instance i is on port i here
             seen.insert(port)
         }
         #expect(seen.count == 4)

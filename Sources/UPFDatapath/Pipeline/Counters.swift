@@ -134,11 +134,18 @@ public struct CounterLayout: Sendable, Equatable {
     /// Rules counted per session (by evaluation position; later rules share the last pair).
     public let rulesPerSession: Int
     public let sessionSlots: Int
+    /// Engine indices counted (the engine directory's capacity); steering to a higher index is
+    /// not counted per engine (the directory has no such engine either).
+    public let engines: Int
+    /// First word of the rule counters (after the per-engine ones).
+    @usableFromInline let ruleBase: Int
 
-    public init(sessionSlots: Int, rulesPerSession: Int) {
-        precondition(sessionSlots >= 0 && rulesPerSession >= 1)
+    public init(sessionSlots: Int, rulesPerSession: Int, engines: Int = 0) {
+        precondition(sessionSlots >= 0 && rulesPerSession >= 1 && engines >= 0)
         self.sessionSlots = sessionSlots
         self.rulesPerSession = rulesPerSession
+        self.engines = engines
+        ruleBase = CounterLayout.engineBase + engines * CounterLayout.engineStride
     }
 
     @inlinable public func port(_ port: Int, _ counter: PortCounter) -> Int {
@@ -151,14 +158,28 @@ public struct CounterLayout: Sendable, Equatable {
     @usableFromInline static let actionBase = datapathBase + DatapathDrop.allCases.count
     /// Packets; bytes are the next word.
     @inlinable public func action(_ action: ActionCounter) -> Int { CounterLayout.actionBase &+ action.rawValue &* 2 }
-    @usableFromInline static let ruleBase = actionBase + ActionCounter.allCases.count * 2
+
+    /// Per engine: packets and bytes steered to each instance, then the two fallback counts.
+    @usableFromInline static let engineBase = actionBase + ActionCounter.allCases.count * 2
+    public static let engineStride = EngineDirectory.maxInstances * 2 + 2
+    /// Packets steered to instance `instance` of engine `engine`; bytes next. Callers check
+    /// `engine < engines`.
+    @inlinable public func engineInstance(_ engine: Int, _ instance: Int) -> Int {
+        CounterLayout.engineBase &+ engine &* CounterLayout.engineStride &+ instance &* 2
+    }
+    /// Packets of engine `engine` that met no usable instance: dropped (fallback `drop`), or
+    /// forwarded by the next non-steering rule (fallback `core`).
+    @inlinable public func engineFallback(_ engine: Int, drop: Bool) -> Int {
+        CounterLayout.engineBase &+ engine &* CounterLayout.engineStride &+ EngineDirectory.maxInstances &* 2 &+ (drop ? 0 : 1)
+    }
+
     /// Packets of the rule at evaluation position `position` of the session in `slot`; bytes next.
     @inlinable public func rule(slot: Int, position: Int) -> Int {
-        CounterLayout.ruleBase &+ (slot &* rulesPerSession &+ min(position, rulesPerSession &- 1)) &* 2
+        ruleBase &+ (slot &* rulesPerSession &+ min(position, rulesPerSession &- 1)) &* 2
     }
 
     /// Words per worker, rounded up to a cache line so no two workers share one.
-    public var wordsPerWorker: Int { (CounterLayout.ruleBase + sessionSlots * rulesPerSession * 2 + 7) & ~7 }
+    public var wordsPerWorker: Int { (ruleBase + sessionSlots * rulesPerSession * 2 + 7) & ~7 }
 }
 
 /// Every worker's counters: one block each, written only by its worker (a relaxed load and
@@ -193,6 +214,22 @@ public final class DatapathCounters: @unchecked Sendable {
         return sum
     }
 
+    /// Zeroes the rule counters of session slot `slot` in every worker's block, so the session
+    /// that gets the slot next starts from 0. Control thread only, and only for a slot no worker
+    /// can reach: `SessionTables` calls it (through `slotReleased`) when it frees a slot, after
+    /// every worker passed a quiescent point since the slot's last session was unlinked. The
+    /// workers' last writes to the slot happen before their quiescent point (release), which the
+    /// table's reclaim observed (acquire); the slot's next session is published after these
+    /// stores (release) — so a worker never adds to a stale value and never sees one.
+    public func resetSlot(_ slot: Int) {
+        precondition(slot >= 0 && slot < layout.sessionSlots)
+        let first = layout.rule(slot: slot, position: 0)
+        for w in 0..<workers {
+            let base = words + w * layout.wordsPerWorker + first
+            for i in 0..<(layout.rulesPerSession * 2) { base[i].store(0, ordering: .relaxed) }
+        }
+    }
+
     /// Worker `worker`'s value of word `offset`.
     public func value(worker: Int, _ offset: Int) -> UInt64 {
         words[worker * layout.wordsPerWorker + offset].load(ordering: .relaxed)
@@ -223,6 +260,23 @@ public struct CounterBlock: @unchecked Sendable {
 
     @inlinable @inline(__always)
     public func count(_ reason: DropReason) { add(layout.parser(reason)) }
+
+    /// A packet steered to instance `instance` of engine `engine` (one pair of adjacent words,
+    /// like the action counters). Engines beyond the layout are not counted per engine.
+    @inlinable @inline(__always)
+    public func countSteered(engine: Int, instance: Int, bytes: Int) {
+        guard engine < layout.engines else { return }
+        let offset = layout.engineInstance(engine, instance)
+        add(offset)
+        add(offset &+ 1, UInt64(truncatingIfNeeded: bytes))
+    }
+
+    /// A packet of engine `engine` that found no usable instance (see `CounterLayout.engineFallback`).
+    @inlinable @inline(__always)
+    public func countFallback(engine: Int, drop: Bool) {
+        guard engine < layout.engines else { return }
+        add(layout.engineFallback(engine, drop: drop))
+    }
 
     @inlinable @inline(__always)
     public func count(_ action: ActionCounter, bytes: Int) {

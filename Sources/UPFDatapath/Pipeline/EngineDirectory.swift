@@ -111,7 +111,8 @@ public final class EngineDirectory: @unchecked Sendable {
 /// The outcome of choosing an instance for a steered packet.
 @frozen
 public enum EngineChoice: Equatable {
-    case instance(port: Int, mac: MACAddress)
+    /// `index`: the instance's position in the engine's list (what per-instance counters use).
+    case instance(port: Int, mac: MACAddress, index: Int)
     /// No instance is up: forward as the session would without steering.
     case fallbackCore
     /// No instance is up: drop (the data must not leave the node).
@@ -166,7 +167,7 @@ public struct EngineView: @unchecked Sendable {
             }
             let i = bits.trailingZeroBitCount
             let word = base[2 &+ i].load(ordering: .relaxed)
-            return .instance(port: Int(word >> 48), mac: MACAddress(word & 0xFFFF_FFFF_FFFF))
+            return .instance(port: Int(word >> 48), mac: MACAddress(word & 0xFFFF_FFFF_FFFF), index: i)
         }
     }
 }

@@ -168,14 +168,21 @@ public struct PacketProcessor: @unchecked Sendable {
         switch match.action {
         case .steer(let engine):
             switch engines.choose(Int(engine), flowHash: PacketProcessor.flowHash(parsed.inner)) {
-            case let .instance(port, mac):
-                return emitPlain(frame: frame, headroom: headroom, egress: port, destination: mac, action: .steer)
+            case let .instance(port, mac, instance):
+                let verdict = emitPlain(frame: frame, headroom: headroom, egress: port, destination: mac, action: .steer)
+                // Per engine and instance, only what actually left (as the `steer` action counts).
+                if !verdict.isDropped {
+                    counters.countSteered(engine: Int(engine), instance: instance, bytes: parsed.payloadLength)
+                }
+                return verdict
             case .fallbackDrop:
+                counters.countFallback(engine: Int(engine), drop: true)
                 return drop(.engineDownDrop)
             case .fallbackCore:
                 guard !fallback, let next = session.classifySkippingSteer(flow: parsed.inner, qfi: qfi, source: source,
                                                                           after: match.index)
                 else { return drop(.noMatchingRule) }
+                counters.countFallback(engine: Int(engine), drop: false)
                 counters.count(.engineFallbackCore, bytes: parsed.payloadLength)
                 return act(next, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: true)
             }
