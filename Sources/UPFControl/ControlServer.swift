@@ -66,6 +66,8 @@ public final class ControlServer: Sendable {
     let metrics: ControlMetrics
     let logger: Logger
     let group: any EventLoopGroup
+    /// Connection refusals and over-long lines: 10 at once, then one a second (RateLimitedLog).
+    let refusals: RateLimitedLog
 
     private struct State {
         var serverChannel: (any Channel)?
@@ -82,6 +84,7 @@ public final class ControlServer: Sendable {
         self.metrics = metrics
         self.group = group
         self.logger = logger
+        refusals = RateLimitedLog(logger: logger, burst: 10, perSecond: 1)
     }
 
     /// Creates the socket file and starts accepting.
@@ -92,6 +95,7 @@ public final class ControlServer: Sendable {
         let bus = self.bus
         let metrics = self.metrics
         let logger = self.logger
+        let refusals = self.refusals
         let channel: any Channel
         do {
             channel = try ServerBootstrap(group: group)
@@ -101,7 +105,8 @@ public final class ControlServer: Sendable {
                 .childChannelInitializer { [weak self] channel in
                     channel.eventLoop.makeCompletedFuture {
                         let connection = ControlConnectionHandler(
-                            configuration: configuration, handler: handler, bus: bus, metrics: metrics, logger: logger)
+                            configuration: configuration, handler: handler, bus: bus, metrics: metrics, logger: logger,
+                            refusals: refusals)
                         try channel.pipeline.syncOperations.addHandler(connection)
                         self?.track(channel)
                     }
@@ -176,6 +181,9 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private let bus: EventBus
     private let metrics: ControlMetrics
     private var logger: Logger
+    /// Refusals a client can repeat at will (reconnecting in a loop) go through the server's
+    /// shared token bucket, so they cannot flood the log.
+    private let refusals: RateLimitedLog
 
     private var framer: LineFramer
     private var queue: [Item] = []
@@ -189,12 +197,13 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private var stream: EventStream?
 
     init(configuration: ControlServerConfiguration, handler: any ControlRequestHandling, bus: EventBus,
-         metrics: ControlMetrics, logger: Logger) {
+         metrics: ControlMetrics, logger: Logger, refusals: RateLimitedLog) {
         self.configuration = configuration
         self.handler = handler
         self.bus = bus
         self.metrics = metrics
         self.logger = logger
+        self.refusals = refusals
         self.framer = LineFramer(maxLineBytes: configuration.maxLineBytes)
     }
 
@@ -217,20 +226,22 @@ final class ControlConnectionHandler: ChannelInboundHandler {
     private func admit(_ context: ChannelHandlerContext, _ peer: PeerCredentials?) {
         guard mode == .starting else { return }
         guard let peer else {
-            logger.warning("control connection without peer credentials; closing")
+            refusals.warning("control connection without peer credentials; closing")
             refuse(context, ControlError(ControlError.Code.forbidden, "cannot determine the connecting user"))
             return
         }
         logger[metadataKey: "peer_uid"] = "\(peer.uid)"
         logger[metadataKey: "peer_pid"] = "\(peer.pid)"
         guard configuration.access.allows(peer) else {
-            logger.warning("control connection refused: user not allowed")
+            refusals.warning("control connection refused: user not allowed",
+                             metadata: ["peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)"])
             let who = Accounts.userName(of: peer.uid).map { "'\($0)' (uid \(peer.uid))" } ?? "uid \(peer.uid)"
             refuse(context, ControlError(ControlError.Code.forbidden, "user \(who) may not use the control socket"))
             return
         }
         guard metrics.connect(limit: configuration.maxClients) else {
-            logger.warning("control connection refused: too many clients")
+            refusals.warning("control connection refused: too many clients",
+                             metadata: ["peer_uid": "\(peer.uid)", "peer_pid": "\(peer.pid)"])
             closeWith(context, ControlProtocol.failure(id: .null, ControlError(
                 ControlError.Code.tooManyClients, "the server already has \(configuration.maxClients) clients; try again later")))
             return
@@ -324,7 +335,7 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                 let error = ControlError(ControlError.Code.lineTooLong,
                                          "request line longer than \(configuration.maxLineBytes) bytes; nothing was applied and the connection is closed")
                 metrics.connectionError(code: error.code)
-                logger.warning("control request refused: line too long")
+                refusals.warning("control request refused: line too long", metadata: logger.handler.metadata)
                 closeWith(context, ControlProtocol.failure(id: .null, error))
                 return
             case .line(let bytes):

@@ -11,6 +11,8 @@ public final class ControlService: Sendable {
     public let metrics = ControlMetrics()
     public let core: ControlCore
     public let server: ControlServer
+    /// The Prometheus endpoint, when `metrics.listen` is set; served on the I/O loop.
+    public let metricsServer: MetricsServer?
     private let ioGroup: MultiThreadedEventLoopGroup
     private let ownerGroup: MultiThreadedEventLoopGroup
     private let logger: Logger
@@ -18,8 +20,9 @@ public final class ControlService: Sendable {
 
     /// `tables` nil: the data path's `SessionTables`, sized by `limits.max_sessions`.
     /// `access` overrides the configured users (tests).
+    /// `exporter`: the registry the metrics endpoint writes (upfd shares it with swift-metrics).
     public init(configuration: ServiceConfiguration, tables: (any DatapathTables)? = nil,
-                persist: Bool = true, logger: Logger, access: AccessPolicy? = nil) {
+                persist: Bool = true, logger: Logger, access: AccessPolicy? = nil, exporter: PrometheusExporter? = nil) {
         self.logger = logger
         // One thread owns the policy; one thread serves every connection (a control plane's
         // load is a few requests per second, and the data path needs the cores).
@@ -37,6 +40,14 @@ public final class ControlService: Sendable {
         if let access { serverConfiguration.access = access }
         server = ControlServer(configuration: serverConfiguration, handler: core, bus: bus,
                                metrics: metrics, group: ioGroup, logger: logger)
+        // Checked when the configuration was read; a configuration built in code is checked here.
+        if let endpoint = try? configuration.metricsEndpoint() {
+            let core = self.core
+            metricsServer = MetricsServer(endpoint: endpoint, exporter: exporter ?? PrometheusExporter(),
+                                          snapshot: { core.statsSnapshot() }, group: ioGroup, logger: logger)
+        } else {
+            metricsServer = nil
+        }
     }
 
     /// Restores the policy (throws `StateFileError` naming the file when it cannot) and opens the
@@ -44,6 +55,7 @@ public final class ControlService: Sendable {
     public func start() throws {
         try core.load().wait()
         try server.start()
+        try metricsServer?.start()
     }
 
     /// Closes the socket and every connection, writes a final snapshot (unless told not to),
@@ -54,6 +66,7 @@ public final class ControlService: Sendable {
             return !stopped
         }
         guard first else { return }
+        metricsServer?.stop()
         server.stop()
         if writeSnapshot { try? core.shutdown().wait() }
         try? core.release().wait()

@@ -21,7 +21,16 @@ public struct ServiceConfiguration: Sendable, Equatable {
         public var eventQueue = 1024
     }
 
+    /// The Prometheus endpoint (docs/observability.md); off unless `metrics.listen` is set.
+    public struct Metrics: Sendable, Equatable {
+        /// `ADDRESS:PORT`, a literal address; nil = no endpoint.
+        public var listen: String?
+        /// Permits a non-loopback `listen` (the endpoint has no authentication or TLS).
+        public var allowRemote = false
+    }
+
     public var control = Control()
+    public var metrics = Metrics()
     public var stateFile = "/var/lib/upfd/state.json"
     public var limits = PolicyLimits()
     public var logLevel = Logger.Level.info
@@ -42,6 +51,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
           max_clients: 64                  # concurrent connections
           event_queue: 1024                # events held per `events` subscriber before dropping
         state_file: /var/lib/upfd/state.json  # applied policy; <state_file>.journal beside it
+        metrics:                           # Prometheus endpoint (GET /metrics); off unless listen is set
+          # listen: "127.0.0.1:9464"       # a literal loopback address and port
+          allow_remote: false              # true permits a non-loopback address (no auth, no TLS: see docs)
         limits:
           max_sessions: 1000000
           max_rules_per_session: 64
@@ -127,6 +139,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
         }
         guard (1...100_000).contains(control.maxClients) else { throw fail("control.max_clients", "must be in 1...100000") }
         guard (1...1_000_000).contains(control.eventQueue) else { throw fail("control.event_queue", "must be in 1...1000000") }
+        if metrics.listen != nil { _ = try metricsEndpoint(source: source) }
         guard !stateFile.isEmpty, !stateFile.hasSuffix("/") else { throw fail("state_file", "must name a file") }
         let positive: [(String, Int)] = [
             ("limits.max_sessions", limits.maxSessions), ("limits.max_rules_per_session", limits.maxRulesPerSession),
@@ -137,6 +150,15 @@ public struct ServiceConfiguration: Sendable, Equatable {
         // The session tables reserve their memory up front (about 230 bytes per session).
         guard limits.maxSessions <= 1 << 30 else { throw fail("limits.max_sessions", "must be at most \(1 << 30)") }
         try dataplane.check(fail: fail)
+    }
+
+    /// Where the metrics endpoint listens; nil when it is off.
+    public func metricsEndpoint(source: String = "configuration") throws(ConfigurationError) -> MetricsEndpoint? {
+        guard let listen = metrics.listen else { return nil }
+        switch MetricsEndpoint.parse(listen, allowRemote: metrics.allowRemote) {
+        case .success(let endpoint): return endpoint
+        case .failure(let error): throw ConfigurationError(source: source, path: "metrics.listen", message: error.description)
+        }
     }
 
     /// The server's settings, with users and group resolved.
@@ -186,11 +208,12 @@ func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
 
 extension ServiceConfiguration: Decodable {
     public init(from decoder: any Decoder) throws {
-        try rejectUnknown(decoder, ["control", "state_file", "limits", "log_level", "eal", "ports", "workers", "mbufs",
+        try rejectUnknown(decoder, ["control", "metrics", "state_file", "limits", "log_level", "eal", "ports", "workers", "mbufs",
                                     "rule_counters_per_session"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         control = try c.decodeIfPresent(Control.self, forKey: ConfigKey("control")) ?? Control()
+        metrics = try c.decodeIfPresent(Metrics.self, forKey: ConfigKey("metrics")) ?? Metrics()
         stateFile = try c.decodeIfPresent(String.self, forKey: ConfigKey("state_file")) ?? stateFile
         limits = try c.decodeIfPresent(PolicyLimits.self, forKey: ConfigKey("limits")) ?? limits
         if let level = try c.decodeIfPresent(String.self, forKey: ConfigKey("log_level")) {
@@ -212,6 +235,16 @@ extension ServiceConfiguration: Decodable {
         dataplane.mbufs = try c.decodeIfPresent(Int.self, forKey: ConfigKey("mbufs")) ?? dataplane.mbufs
         dataplane.ruleCountersPerSession = try c.decodeIfPresent(Int.self, forKey: ConfigKey("rule_counters_per_session"))
             ?? dataplane.ruleCountersPerSession
+    }
+}
+
+extension ServiceConfiguration.Metrics: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["listen", "allow_remote"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        listen = try c.decodeIfPresent(String.self, forKey: ConfigKey("listen"))
+        allowRemote = try c.decodeIfPresent(Bool.self, forKey: ConfigKey("allow_remote")) ?? false
     }
 }
 
