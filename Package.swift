@@ -96,6 +96,8 @@ let package = Package(
                 "UPFControl", "UPFPolicy", "UPFDatapath", "UPFService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Dispatch
 import Foundation
 import Logging
 import UPFCapture
@@ -53,6 +54,13 @@ struct Run: ParsableCommand {
 
     @Flag(help: "Print the report as one JSON object on stdout.")
     var json = false
+
+    @Option(help: ArgumentHelp("After the replay, keep serving the control socket and the metrics endpoint for this many seconds (SIGTERM or SIGINT ends it sooner), so the final counters can be read.", valueName: "seconds"))
+    var linger: Double = 0
+
+    func validate() throws {
+        guard linger >= 0, linger.isFinite else { throw ValidationError("--linger must be 0 or more seconds") }
+    }
 
     func run() throws {
         var settings: ServiceConfiguration
@@ -121,10 +129,12 @@ struct Run: ParsableCommand {
             }
             try dataplane.start()
             if socket != nil { try service.server.start() }
+            try service.metricsServer?.start()
             outcome = try dataplane.replay(input, rate: rate, writers: writers, decode: expectations != nil,
                                            progressInterval: progressInterval) { fed, processed in
                 printToStandardError("upf-replay: \(fed)/\(input.frames.count) fed, \(processed) processed")
             }
+            if linger > 0 { Self.linger(seconds: linger) }
         } catch {
             failure = error
         }
@@ -147,6 +157,23 @@ struct Run: ParsableCommand {
             mismatches.forEach { printToStandardError("  " + $0) }
             throw ExitCode(2)
         }
+    }
+
+    /// Serves on (the workers idle) until `seconds` passed or SIGTERM/SIGINT arrived.
+    static func linger(seconds: Double) {
+        printToStandardError("upf-replay: replay complete; serving for \(seconds) s")
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        let stop = DispatchSemaphore(value: 0)
+        let queue = DispatchQueue(label: "upf-replay.signals")
+        let sources = [SIGTERM, SIGINT].map { number -> any DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler { stop.signal() }
+            source.resume()
+            return source
+        }
+        _ = stop.wait(timeout: .now() + seconds)
+        sources.forEach { $0.cancel() }
     }
 
     private func fail(_ message: String) -> ExitCode {

@@ -92,6 +92,35 @@ func isList(_ text: String) -> Bool {
 
 struct SessionResponse: Decodable {
     var session: Session
+    /// The data path's counters of the session (absent without a data path).
+    var counters: SessionCounters?
+}
+
+/// `counters` of `session.get` and of `stats` with `session`.
+struct SessionCounters: Decodable {
+    struct Rule: Decodable {
+        var id: UInt16
+        var position: Int
+        var packets: UInt64
+        var bytes: UInt64
+        var shared: Bool?
+    }
+    var packets: UInt64
+    var bytes: UInt64
+    var rules: [Rule]
+}
+
+struct SessionStatsResponse: Decodable {
+    var seid: UInt64
+    var counters: SessionCounters?
+
+    init(from decoder: any Decoder) throws {
+        enum Keys: String, CodingKey { case seid, counters }
+        let c = try decoder.container(keyedBy: Keys.self)
+        seid = try c.decode(UInt64.self, forKey: .seid)
+        // "not_running" (a string) without a data path.
+        counters = try? c.decodeIfPresent(SessionCounters.self, forKey: .counters)
+    }
 }
 
 struct SessionListResponse: Decodable {
@@ -213,11 +242,31 @@ struct StatsResponse: Decodable {
             var running: Bool
             var packets: UInt64
         }
+        struct Engine: Decodable {
+            struct Instance: Decodable {
+                var index: Int
+                var port: String
+                var up: Bool
+                var packets: UInt64
+                var bytes: UInt64
+            }
+            var id: String
+            var packets: UInt64
+            var bytes: UInt64
+            var fallbackDrop: UInt64
+            var fallbackCore: UInt64
+            var instances: [Instance]
+            enum CodingKeys: String, CodingKey {
+                case id, packets, bytes, instances
+                case fallbackDrop = "fallback_drop", fallbackCore = "fallback_core"
+            }
+        }
         var status: String
         var ports: [Port]
         var workers: [Worker]
         var actions: [String: Counted]
         var drops: [String: UInt64]
+        var engines: [Engine]?
     }
     var datapath: Datapath?
     var version: UInt64
@@ -348,4 +397,26 @@ func printStats(_ s: StatsResponse) {
     printTable(["DROP REASON", "PACKETS"], d.drops.isEmpty ? [["(none)", "0"]] : d.drops.sorted { $0.key < $1.key }.map {
         [$0.key, String($0.value)]
     })
+    if let engines = d.engines, !engines.isEmpty {
+        print("")
+        var rows: [[String]] = []
+        for e in engines {
+            rows.append([e.id, "all", "", "", String(e.packets), String(e.bytes), String(e.fallbackDrop), String(e.fallbackCore)])
+            for i in e.instances {
+                rows.append(["", String(i.index), i.port, i.up ? "up" : "down", String(i.packets), String(i.bytes), "", ""])
+            }
+        }
+        printTable(["ENGINE", "INSTANCE", "PORT", "STATE", "STEERED PKTS", "STEERED BYTES", "FALLBACK DROP", "FALLBACK CORE"], rows)
+    }
+}
+
+/// A session's counters: totals, then one row per rule in evaluation order.
+func printSessionCounters(_ c: SessionCounters) {
+    print("packets: \(c.packets)\nbytes: \(c.bytes)")
+    printTable(["RULE", "POSITION", "PACKETS", "BYTES"], c.rules.map { r in
+        [String(r.id), String(r.position), String(r.packets) + (r.shared == true ? " (shared)" : ""), String(r.bytes)]
+    })
+    if c.rules.contains(where: { $0.shared == true }) {
+        print("(shared: rules from that position on are counted together; see rule_counters_per_session)")
+    }
 }

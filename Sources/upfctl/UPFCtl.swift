@@ -194,6 +194,10 @@ struct SessionCommand: ParsableCommand {
             if connection.json { return printRaw(raw) }
             let response = try decodeResponse(SessionResponse.self, raw)
             print(PolicyCoding.yaml(response.session), terminator: "")
+            if let counters = response.counters {
+                print("# counters (since the session was created or its rules were reordered)")
+                printSessionCounters(counters)
+            }
         }
     }
 
@@ -303,10 +307,27 @@ struct PolicyCommand: ParsableCommand {
 // MARK: - stats, watch, health, version
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Show the service's counters.")
+    static let configuration = CommandConfiguration(
+        abstract: "Show the service's counters.",
+        discussion: """
+            Policy, requests, clients, then the data path: ports, workers, actions, drop reasons             and engines (steered packets per instance, fallbacks). With --session, the counters             of that session only: totals and each rule's packets and bytes.
+            """)
     @OptionGroup var connection: Connection
+    @Option(help: ArgumentHelp("Only this session's counters (per rule).", valueName: "seid")) var session: UInt64?
 
     func run() throws {
+        if let session {
+            let (_, raw) = try connection.connect().call("stats", [("session", String(session))])
+            if connection.json { return printRaw(raw) }
+            let response = try decodeResponse(SessionStatsResponse.self, raw)
+            guard let counters = response.counters else {
+                print("session \(response.seid): no data path counters (the data path is not running)")
+                return
+            }
+            print("session \(response.seid)")
+            printSessionCounters(counters)
+            return
+        }
         let (_, raw) = try connection.connect().call("stats")
         if connection.json { return printRaw(raw) }
         printStats(try decodeResponse(StatsResponse.self, raw))

@@ -5,6 +5,8 @@ import ArgumentParser
 import Dispatch
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import UPFControl
 import UPFService
 
@@ -79,7 +81,12 @@ struct UPFD: ParsableCommand {
         } catch {
             fail("cannot start the data path: \(error)")
         }
-        let service = ControlService(configuration: settings, tables: dataplane.sessionTables, logger: logger)
+        // With the metrics endpoint on, swift-metrics records into the registry it serves, so
+        // anything instrumented through the Metrics API is scraped with the data path's counters.
+        let exporter = settings.metrics.listen == nil ? nil : PrometheusExporter()
+        if let exporter { MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: exporter.registry)) }
+        let service = ControlService(configuration: settings, tables: dataplane.sessionTables, logger: logger,
+                                     exporter: exporter)
         service.core.datapath = dataplane
         do {
             try service.core.load().wait()
@@ -108,6 +115,7 @@ struct UPFD: ParsableCommand {
         do {
             try dataplane.start()
             try service.server.start()
+            try service.metricsServer?.start()
         } catch {
             service.stop()
             try? dataplane.stop()
