@@ -71,7 +71,8 @@ import UPFPolicy
                 PortInfo(role: .core, mac: coreMAC, ipv4: ip("203.0.113.2").ipv4, nextHop: coreRouter),
                 PortInfo(role: .engine, mac: engineMAC, ipv4: ip("192.168.50.1").ipv4),
             ])
-            counters = DatapathCounters(layout: CounterLayout(sessionSlots: tables.slotCount, rulesPerSession: 8), workers: 1)
+            counters = DatapathCounters(layout: CounterLayout(sessionSlots: tables.slotCount, rulesPerSession: 8,
+                                                              engines: engines.capacity), workers: 1)
             let state = try PolicyState.validated(try Policy.load(yaml: PacketProcessorTests.policyYAML))
             let indices = ["llm": 0, "vision": 1]
             for (id, index) in indices {
@@ -90,6 +91,17 @@ import UPFPolicy
         func dropped(_ reason: DatapathDrop) -> UInt64 { counters.total(counters.layout.datapath(reason)) }
         func dropped(_ reason: DropReason) -> UInt64 { counters.total(counters.layout.parser(reason)) }
         func action(_ action: ActionCounter) -> UInt64 { counters.total(counters.layout.action(action)) }
+        /// Packets and bytes steered to instance `instance` of engine `engine`.
+        func steered(_ engine: Int, _ instance: Int) -> (UInt64, UInt64) {
+            let offset = counters.layout.engineInstance(engine, instance)
+            return (counters.total(offset), counters.total(offset + 1))
+        }
+        func fallback(_ engine: Int, drop: Bool) -> UInt64 { counters.total(counters.layout.engineFallback(engine, drop: drop)) }
+        /// Packets and bytes of the rule at `position` of the session in `slot`.
+        func rule(slot: Int, _ position: Int) -> (UInt64, UInt64) {
+            let offset = counters.layout.rule(slot: slot, position: position)
+            return (counters.total(offset), counters.total(offset + 1))
+        }
     }
 
     /// A frame in a buffer with mbuf-like headroom; `process` runs on it and returns the egress
@@ -283,6 +295,64 @@ import UPFPolicy
         f.engines.setUp(1, instance: 0, up: true)
         var again = Frame(Self.gpdu(teid: 256, qfi: 9, inner: Self.ipv4Packet("10.45.0.1", "198.18.0.1")))
         #expect(again.process(&f.processor, ingress: 0).0.egress == 2)
+    }
+
+    @Test func steeringIsCountedPerEngineAndInstanceAndFallbacksPerEngine() throws {
+        let f = try Fixture()
+        let slot = try #require(f.tables.slot(seid: 1))
+        var bytes = 0
+        // Many flows: both llm instances get some; every packet is counted on exactly one.
+        for i in 0..<40 {
+            let inner = Self.ipv4Packet("10.45.0.1", "198.51.100.\(i + 1)", sport: UInt16(30000 + i), payload: i)
+            bytes += inner.count
+            var frame = Frame(Self.gpdu(teid: 256, qfi: 9, inner: inner))
+            #expect(frame.process(&f.processor, ingress: 0).0.egress == 2)
+        }
+        let (p0, b0) = f.steered(0, 0), (p1, b1) = f.steered(0, 1)
+        #expect(p0 + p1 == 40 && p0 > 0 && p1 > 0)
+        #expect(b0 + b1 == UInt64(bytes))
+        #expect(f.action(.steer) == 40)
+        // Rule 1 (position 0) counted them too, the inner bytes.
+        #expect(f.rule(slot: slot, 0) == (40, UInt64(bytes)))
+        // No instance up: llm's fallback drop, vision's fallback core, counted per engine.
+        f.engines.setUp(0, instance: 0, up: false)
+        f.engines.setUp(0, instance: 1, up: false)
+        f.engines.setUp(1, instance: 0, up: false)
+        var toLLM = Frame(Self.gpdu(teid: 256, qfi: 9, inner: Self.ipv4Packet("10.45.0.1", "198.51.100.7")))
+        #expect(toLLM.process(&f.processor, ingress: 0).0.isDropped)
+        var toVision = Frame(Self.gpdu(teid: 256, qfi: 9, inner: Self.ipv4Packet("10.45.0.1", "198.18.0.1")))
+        #expect(toVision.process(&f.processor, ingress: 0).0.egress == 1)
+        #expect(f.fallback(0, drop: true) == 1 && f.fallback(0, drop: false) == 0)
+        #expect(f.fallback(1, drop: false) == 1 && f.fallback(1, drop: true) == 0)
+        #expect(f.steered(1, 0).0 == 0)
+        #expect(f.steered(0, 0).0 + f.steered(0, 1).0 == 40)
+    }
+
+    @Test func aFreedSlotsRuleCountersAreZeroedBeforeAnotherSessionGetsIt() throws {
+        let f = try Fixture()
+        f.tables.slotReleased = { [counters = f.counters] slot in counters.resetSlot(slot) }
+        let slot = try #require(f.tables.slot(seid: 2))
+        var frame = Frame(Self.gpdu(teid: 257, qfi: 5, inner: Self.ipv4Packet("10.45.0.2", "8.8.8.8")))
+        #expect(frame.process(&f.processor, ingress: 0).0.egress == 1)
+        #expect(f.rule(slot: slot, 0).0 == 1)
+        try f.tables.delete(seid: 2)
+        // Not yet reclaimed: the slot (and its counts) are still the deleted session's.
+        #expect(f.rule(slot: slot, 0).0 == 1)
+        f.processor.reader.quiescent()
+        #expect(f.tables.reclaim() >= 1)
+        #expect(f.rule(slot: slot, 0) == (0, 0))
+        // A new session that gets the slot starts from zero.
+        let session = try PolicyState.validated(try Policy.load(yaml: """
+            sessions:
+              - seid: 9
+                ue_ipv4: 10.45.0.9
+                n3: { teid: 999, address: 192.0.2.1 }
+                rules: [{ id: 1, precedence: 100, source: access, action: 1 }]
+                actions: [{ id: 1, type: n6 }]
+            """)).session(seid: 9)!
+        try f.tables.put(CompiledSession.compile(session, engines: [:], applications: [:]))
+        #expect(f.tables.slot(seid: 9) == slot)
+        #expect(f.rule(slot: slot, 0) == (0, 0))
     }
 
     @Test func oneFlowStaysOnOneInstance() throws {
