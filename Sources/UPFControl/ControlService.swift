@@ -41,11 +41,16 @@ public final class ControlService: Sendable {
         server = ControlServer(configuration: serverConfiguration, handler: core, bus: bus,
                                metrics: metrics, group: ioGroup, logger: logger)
         // Checked when the configuration was read; a configuration built in code is checked here.
-        if let endpoint = try? configuration.metricsEndpoint() {
-            let core = self.core
-            metricsServer = MetricsServer(endpoint: endpoint, exporter: exporter ?? PrometheusExporter(),
-                                          snapshot: { core.statsSnapshot() }, group: ioGroup, logger: logger)
-        } else {
+        do {
+            if let endpoint = try configuration.metricsEndpoint() {
+                let core = self.core
+                metricsServer = MetricsServer(endpoint: endpoint, exporter: exporter ?? PrometheusExporter(),
+                                              snapshot: { core.statsSnapshot() }, group: ioGroup, logger: logger)
+            } else {
+                metricsServer = nil
+            }
+        } catch {
+            logger.error("metrics endpoint disabled: \(error)")
             metricsServer = nil
         }
     }
