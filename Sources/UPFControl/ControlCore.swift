@@ -56,11 +56,15 @@ public protocol DatapathObserver: AnyObject, Sendable {
     func ruleCounters(seid: UInt64, positions: Int) -> [(packets: UInt64, bytes: UInt64)]?
     /// Positions counted per session (`rule_counters_per_session`).
     var countedRulesPerSession: Int { get }
+    /// Hands over what the workers raised since the last call (received Error Indications,
+    /// End Markers), as events for the `events` stream.
+    func drainEvents(_ publish: (ControlEvent) -> Void)
 }
 
 extension DatapathObserver {
     public func ruleCounters(seid: UInt64, positions: Int) -> [(packets: UInt64, bytes: UInt64)]? { nil }
     public var countedRulesPerSession: Int { 0 }
+    public func drainEvents(_ publish: (ControlEvent) -> Void) {}
 }
 
 public struct ControlCoreConfiguration: Sendable {
@@ -104,6 +108,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     /// Writes snapshots away from the loop: a large policy takes seconds to write, and requests
     /// must not wait for it.
     private let snapshotQueue = DispatchQueue(label: "upfd.snapshot")
+    /// Moves the workers' events to the bus (see `startDatapathEvents`).
+    private var eventPump: RepeatedTask?
 
     /// `store` nil: no persistence (tests). Call `load()` before serving.
     public init(configuration: ControlCoreConfiguration, tables: any DatapathTables, store: StateStore?,
@@ -159,12 +165,23 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         for id in state.engines.keys { engineStates[id] = "configured" }
         versionAtomic.store(state.version, ordering: .releasing)
         loaded = true
+        startDatapathEvents()
         if let store, store.shouldCompact {
             do {
                 try store.compact(policy: state.policy, version: state.version)
             } catch {
                 logger.warning("cannot write the state snapshot: \(error)")
             }
+        }
+    }
+
+    /// Every 10 ms the workers' event queues are emptied onto the bus: a worker never waits for
+    /// the control plane, and an event reaches subscribers within a poll interval.
+    private func startDatapathEvents() {
+        guard datapath != nil, eventPump == nil else { return }
+        eventPump = loop.scheduleRepeatedTask(initialDelay: .milliseconds(10), delay: .milliseconds(10)) { [weak self] _ in
+            guard let self, let datapath = self.datapath else { return }
+            datapath.drainEvents { self.bus.publish($0) }
         }
     }
 
@@ -189,6 +206,9 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     /// Closes the state store (releasing its lock); no request changes anything afterwards.
     public func release() -> EventLoopFuture<Void> {
         loop.submit {
+            self.eventPump?.cancel()
+            self.eventPump = nil
+            self.datapath?.drainEvents { self.bus.publish($0) }
             self.loaded = false
             if let (_, done) = self.compaction {
                 done.wait()

@@ -36,13 +36,15 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         public var ipv6: String?
         /// Source MAC of frames sent on the port; nil = the device's own.
         public var mac: String?
-        /// The next hop's MAC (gNB side router, central UPF / DN gateway). Resolution by ARP/ND
-        /// is a later change; until then a port that routes needs it here.
+        /// The next hop's MAC (gNB side router, central UPF / DN gateway), when it is static.
         public var nextHopMAC: String?
+        /// The next hop's IP address, when its MAC is to be resolved by ARP (IPv4) or Neighbour
+        /// Discovery (IPv6). Exclusive with `nextHopMAC`.
+        public var nextHop: String?
         public var ringSize = 1024
 
         public init(name: String, device: String, role: PortRole, ipv4: String? = nil, ipv6: String? = nil,
-                    mac: String? = nil, nextHopMAC: String? = nil, ringSize: Int = 1024) {
+                    mac: String? = nil, nextHopMAC: String? = nil, nextHop: String? = nil, ringSize: Int = 1024) {
             self.name = name
             self.device = device
             self.role = role
@@ -50,6 +52,7 @@ public struct DataplaneConfiguration: Sendable, Equatable {
             self.ipv6 = ipv6
             self.mac = mac
             self.nextHopMAC = nextHopMAC
+            self.nextHop = nextHop
             self.ringSize = ringSize
         }
     }
@@ -71,8 +74,26 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         Port(name: "engines", device: "net_null2", role: .engine, ipv4: "192.168.50.1"),
     ]
 
+    /// GTP-U path management (TS 29.281 §7): how often Error Indications may be sent.
+    public struct PathManagement: Sendable, Equatable {
+        /// Error Indications per second to one peer (0 = never send any).
+        public var errorIndicationsPerPeer: Double = 10
+        /// Error Indications per second in total, whatever the peers (spoofed sources must not
+        /// make the UPF a reflector).
+        public var errorIndicationsTotal: Double = 1000
+    }
+
+    /// Resolution of next hops given by address (`ports[].next_hop`).
+    public struct Neighbors: Sendable, Equatable {
+        public var retryMilliseconds = 1000
+        public var refreshSeconds: Double = 30
+        public var expirySeconds: Double = 90
+    }
+
     public var eal = EAL()
     public var ports: [Port] = DataplaneConfiguration.defaultPorts
+    public var gtpu = PathManagement()
+    public var neighbors = Neighbors()
     public var workers = Workers()
     /// Mbufs in the pool shared by every port (per NUMA socket).
     public var mbufs = 16383
@@ -112,7 +133,7 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         ports.enumerated().map { i, port in
             PortInfo(role: port.role, mac: port.mac.flatMap { MACAddress($0) } ?? deviceMAC(i),
                      ipv4: port.ipv4.flatMap { IPAddress($0) }.map(\.ipv4), ipv6: port.ipv6.flatMap { IPAddress($0) },
-                     nextHop: port.nextHopMAC.flatMap { MACAddress($0) })
+                     nextHop: port.nextHopMAC.flatMap { MACAddress($0) }, nextHopAddress: port.nextHop.flatMap { IPAddress($0) })
         }
     }
 
@@ -155,6 +176,15 @@ public struct DataplaneConfiguration: Sendable, Equatable {
             if let text = port.nextHopMAC, MACAddress(text) == nil {
                 throw fail("\(path).next_hop_mac", "'\(text)' is not a MAC address")
             }
+            if let text = port.nextHop {
+                guard port.nextHopMAC == nil else {
+                    throw fail("\(path).next_hop", "give either next_hop (resolved by ARP/ND) or next_hop_mac (static), not both")
+                }
+                guard let a = IPAddress(text) else { throw fail("\(path).next_hop", "'\(text)' is not an IP address") }
+                guard a.isIPv4 ? port.ipv4 != nil : port.ipv6 != nil else {
+                    throw fail("\(path).next_hop", "resolving \(a.isIPv4 ? "an IPv4" : "an IPv6") next hop needs the port's own \(a.isIPv4 ? "ipv4" : "ipv6") address")
+                }
+            }
             guard (64...32768).contains(port.ringSize) else { throw fail("\(path).ring_size", "must be in 64...32768") }
             if port.role == .n3 && port.ipv4 == nil && port.ipv6 == nil {
                 throw fail("\(path)", "the n3 port needs ipv4 or ipv6: G-PDUs are recognised by their destination")
@@ -169,6 +199,19 @@ public struct DataplaneConfiguration: Sendable, Equatable {
             throw fail("mbufs", "must be in \(needed)...16777215 (ports' rings and bursts need \(needed))")
         }
         guard (1...64).contains(ruleCountersPerSession) else { throw fail("rule_counters_per_session", "must be in 1...64") }
+        guard gtpu.errorIndicationsPerPeer.isFinite, (0...1_000_000).contains(gtpu.errorIndicationsPerPeer) else {
+            throw fail("gtpu.error_indications_per_peer", "must be in 0...1000000 (per second)")
+        }
+        guard gtpu.errorIndicationsTotal.isFinite, (0...10_000_000).contains(gtpu.errorIndicationsTotal) else {
+            throw fail("gtpu.error_indications_total", "must be in 0...10000000 (per second)")
+        }
+        guard (10...60_000).contains(neighbors.retryMilliseconds) else { throw fail("neighbors.retry_ms", "must be in 10...60000") }
+        guard neighbors.refreshSeconds.isFinite, (0.1...86_400).contains(neighbors.refreshSeconds) else {
+            throw fail("neighbors.refresh_s", "must be in 0.1...86400")
+        }
+        guard neighbors.expirySeconds.isFinite, neighbors.expirySeconds > neighbors.refreshSeconds, neighbors.expirySeconds <= 86_400 else {
+            throw fail("neighbors.expiry_s", "must be above neighbors.refresh_s and at most 86400")
+        }
     }
 
     /// The worker lcores (checked).
@@ -206,7 +249,7 @@ extension DataplaneConfiguration.EAL: Decodable {
 
 extension DataplaneConfiguration.Port: Decodable {
     public init(from decoder: any Decoder) throws {
-        try rejectUnknown(decoder, ["name", "device", "role", "ipv4", "ipv6", "mac", "next_hop_mac", "ring_size"])
+        try rejectUnknown(decoder, ["name", "device", "role", "ipv4", "ipv6", "mac", "next_hop_mac", "next_hop", "ring_size"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init(name: "", device: "", role: .n3)
         name = try c.decode(String.self, forKey: ConfigKey("name"))
@@ -221,6 +264,7 @@ extension DataplaneConfiguration.Port: Decodable {
         ipv6 = try c.decodeIfPresent(String.self, forKey: ConfigKey("ipv6"))
         mac = try c.decodeIfPresent(String.self, forKey: ConfigKey("mac"))
         nextHopMAC = try c.decodeIfPresent(String.self, forKey: ConfigKey("next_hop_mac"))
+        nextHop = try c.decodeIfPresent(String.self, forKey: ConfigKey("next_hop"))
         ringSize = try c.decodeIfPresent(Int.self, forKey: ConfigKey("ring_size")) ?? ringSize
     }
 }
@@ -235,5 +279,27 @@ extension DataplaneConfiguration.Workers: Decodable {
         txDrainMicroseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("tx_drain_us")) ?? txDrainMicroseconds
         idleRounds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("idle_rounds")) ?? idleRounds
         idleSleepMicroseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("idle_sleep_us")) ?? idleSleepMicroseconds
+    }
+}
+
+extension DataplaneConfiguration.PathManagement: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["error_indications_per_peer", "error_indications_total"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        errorIndicationsPerPeer = try c.decodeIfPresent(Double.self, forKey: ConfigKey("error_indications_per_peer"))
+            ?? errorIndicationsPerPeer
+        errorIndicationsTotal = try c.decodeIfPresent(Double.self, forKey: ConfigKey("error_indications_total")) ?? errorIndicationsTotal
+    }
+}
+
+extension DataplaneConfiguration.Neighbors: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["retry_ms", "refresh_s", "expiry_s"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        retryMilliseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("retry_ms")) ?? retryMilliseconds
+        refreshSeconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("refresh_s")) ?? refreshSeconds
+        expirySeconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("expiry_s")) ?? expirySeconds
     }
 }

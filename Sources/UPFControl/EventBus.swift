@@ -33,6 +33,18 @@ public struct ControlEvent: Sendable, Equatable {
         ControlEvent("engine_state", [("id", .string(id)), ("state", .string(state))])
     }
 
+    /// A GTP-U peer reported that it has no tunnel `teid` at `peer` (TS 29.281 §7.3.1): the
+    /// session using it is stale on that side.
+    public static func errorIndication(port: String, source: String, teid: UInt32, peer: String) -> ControlEvent {
+        ControlEvent("error_indication", [("port", .string(port)), ("source", .string(source)), ("teid", .int(UInt64(teid))),
+                                          ("peer", .string(peer))])
+    }
+
+    /// The last packet of tunnel `teid` from `source` before a path switch (TS 29.281 §7.3.2).
+    public static func endMarker(port: String, source: String, teid: UInt32) -> ControlEvent {
+        ControlEvent("end_marker", [("port", .string(port)), ("source", .string(source)), ("teid", .int(UInt64(teid)))])
+    }
+
     public static func eventsDropped(_ count: UInt64) -> ControlEvent {
         ControlEvent("events_dropped", [("count", .int(count))])
     }

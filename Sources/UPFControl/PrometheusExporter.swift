@@ -123,6 +123,10 @@ public final class PrometheusExporter: Sendable {
         "upfd_action_bytes_total": "Bytes (inner packet) forwarded, by action.",
         "upfd_drops_total": "Packets dropped, by reason (docs/datapath.md).",
         "upfd_dropped_packets_total": "Packets dropped, every reason.",
+        "upfd_local_packets_total": "Packets the service answered, took in or sent itself, by counter (docs/datapath.md).",
+        "upfd_answered_packets_total": "Received packets the service answered.",
+        "upfd_absorbed_packets_total": "Received packets the service took in (signalling, ARP/ND from next hops).",
+        "upfd_next_hop_resolved": "1 when the next hop configured by address has a MAC from ARP/ND.",
         "upfd_engine_steered_packets_total": "Packets steered to the engine instance.",
         "upfd_engine_steered_bytes_total": "Bytes (inner packet) steered to the engine instance.",
         "upfd_engine_fallback_packets_total": "Steered packets that found no usable instance, by the engine's fallback.",
@@ -199,6 +203,16 @@ public final class PrometheusExporter: Sendable {
                 add("upfd_drops_total", [L("reason", reason)], value)
             }
             add("upfd_dropped_packets_total", [], datapath["dropped"])
+            for (counter, value) in members(datapath["local"]) {
+                add("upfd_local_packets_total", [L("counter", counter)], value)
+            }
+            add("upfd_answered_packets_total", [], datapath["answered"])
+            add("upfd_absorbed_packets_total", [], datapath["absorbed"])
+            for hop in array(datapath["next_hops"]) {
+                let resolved: UInt64 = if case .string? = hop["mac"] { 1 } else { 0 }
+                out.append(MetricSample("upfd_next_hop_resolved", [L("port", string(hop["port"])), L("address", string(hop["address"]))],
+                                        resolved, .gauge))
+            }
             for engine in array(datapath["engines"]) {
                 let id = string(engine["id"])
                 for instance in array(engine["instances"]) {

@@ -82,6 +82,13 @@ public struct ServiceConfiguration: Sendable, Equatable {
           idle_sleep_us: 100
         mbufs: 16383
         rule_counters_per_session: 8
+        gtpu:                              # path management (TS 29.281 §7)
+          error_indications_per_peer: 10   # per second, per GTP-U peer (0 = never send one)
+          error_indications_total: 1000    # per second, whatever the peers
+        neighbors:                         # next hops given as ports[].next_hop (resolved by ARP/ND)
+          retry_ms: 1000                   # between requests while unresolved or refreshing
+          refresh_s: 30                    # ask again when not heard from for this long
+          expiry_s: 90                     # forget (drop as next_hop_unresolved) after this long
 
         """
 
@@ -209,7 +216,7 @@ func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
 extension ServiceConfiguration: Decodable {
     public init(from decoder: any Decoder) throws {
         try rejectUnknown(decoder, ["control", "metrics", "state_file", "limits", "log_level", "eal", "ports", "workers", "mbufs",
-                                    "rule_counters_per_session"])
+                                    "rule_counters_per_session", "gtpu", "neighbors"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         control = try c.decodeIfPresent(Control.self, forKey: ConfigKey("control")) ?? Control()
@@ -232,6 +239,9 @@ extension ServiceConfiguration: Decodable {
         if let workers = try c.decodeIfPresent(DataplaneConfiguration.Workers.self, forKey: ConfigKey("workers")) {
             dataplane.workers = workers
         }
+        dataplane.gtpu = try c.decodeIfPresent(DataplaneConfiguration.PathManagement.self, forKey: ConfigKey("gtpu")) ?? dataplane.gtpu
+        dataplane.neighbors = try c.decodeIfPresent(DataplaneConfiguration.Neighbors.self, forKey: ConfigKey("neighbors"))
+            ?? dataplane.neighbors
         dataplane.mbufs = try c.decodeIfPresent(Int.self, forKey: ConfigKey("mbufs")) ?? dataplane.mbufs
         dataplane.ruleCountersPerSession = try c.decodeIfPresent(Int.self, forKey: ConfigKey("rule_counters_per_session"))
             ?? dataplane.ruleCountersPerSession

@@ -48,6 +48,9 @@ public final class DatapathWorker: @unchecked Sendable {
     private let portIDs: [UInt16]
     private let txQueue: UInt16
     private let tuning: WorkerTuning
+    /// Set on the one worker that resolves next hops by ARP/ND (worker 0): the table to ask
+    /// for and the pool its requests come from.
+    private let resolver: (table: NeighborTable, pool: OpaquePointer)?
     private let stopRequested = Atomic<Bool>(false)
     private let running = Atomic<Bool>(false)
     /// Packets handed to `PacketProcessor` so far (for the replay harness to know when all
@@ -55,7 +58,7 @@ public final class DatapathWorker: @unchecked Sendable {
     private let processed = Atomic<UInt64>(0)
 
     public init(index: Int, processor: PacketProcessor, queues: [PolledQueue], portIDs: [UInt16], txQueue: UInt16,
-                tuning: WorkerTuning) {
+                tuning: WorkerTuning, resolver: (table: NeighborTable, pool: Mempool)? = nil) {
         precondition(!portIDs.isEmpty && portIDs.count <= PortTable.maxPorts)
         precondition(tuning.burst >= 1 && tuning.burst <= MbufBurst.capacity)
         self.index = index
@@ -64,6 +67,7 @@ public final class DatapathWorker: @unchecked Sendable {
         self.portIDs = portIDs
         self.txQueue = txQueue
         self.tuning = tuning
+        self.resolver = resolver.map { ($0.table, $0.pool.pointer) }
     }
 
     public var isRunning: Bool { running.load(ordering: .acquiring) }
@@ -117,6 +121,9 @@ public final class DatapathWorker: @unchecked Sendable {
         // A local copy: a mutating call on a class property would be checked for exclusive access per packet.
         var processor = self.processor
         var idleRounds = 0
+        // Next-hop resolution is looked at every millisecond, not every round.
+        let resolveCycles = max(1, cdpdk_tsc_hz() / 1000)
+        var nextResolve: UInt64 = 0
 
         /// Sends port `p`'s buffer; what the queue does not take is freed and counted.
         func flush(_ p: Int) {
@@ -133,8 +140,38 @@ public final class DatapathWorker: @unchecked Sendable {
             txCount[p] = 0
         }
 
+        /// Queues an ARP request / Neighbour Solicitation on every port whose next hop is due.
+        func resolveNextHops(_ table: NeighborTable, pool: OpaquePointer, now: UInt64) {
+            var due = table.due(now: now)
+            while due != 0 {
+                let p = due.trailingZeroBitCount
+                due &= due &- 1
+                guard let m = cdpdk_mbuf_alloc(pool) else { break }   // pool empty: try again next time
+                let room = Int(cdpdk_mbuf_tailroom(m))
+                let length = processor.writeNeighborRequest(port: p, into: cdpdk_mbuf_data(m), capacity: room)
+                if length == 0 {
+                    var one: OpaquePointer? = m
+                    cdpdk_mbuf_free_bulk(&one, 1)
+                    continue
+                }
+                cdpdk_mbuf_set_len(m, UInt16(truncatingIfNeeded: length))
+                counters.add(layout.port(p, .txBytes), UInt64(length))
+                let k = txCount[p]
+                if k == 0 { txSince[p] = now }
+                tx[p &* MbufBurst.capacity &+ k] = m
+                txCount[p] = k &+ 1
+                if k &+ 1 == MbufBurst.capacity { flush(p) }
+            }
+        }
+
         reader.online()
         while !stopRequested.load(ordering: .relaxed) {
+            let roundStart = cdpdk_rdtsc()
+            processor.now = roundStart
+            if let resolver, roundStart >= nextResolve {
+                nextResolve = roundStart &+ resolveCycles
+                resolveNextHops(resolver.table, pool: resolver.pool, now: roundStart)
+            }
             var received = 0
             var q = 0
             while q < queueCount {
@@ -159,7 +196,8 @@ public final class DatapathWorker: @unchecked Sendable {
                         continue
                     }
                     let verdict = processor.process(frame: cdpdk_mbuf_data(m), length: length,
-                                                    headroom: Int(cdpdk_mbuf_headroom(m)), ingress: source.portIndex)
+                                                    headroom: Int(cdpdk_mbuf_headroom(m)),
+                                                    tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: source.portIndex)
                     if verdict.isDropped {
                         dropped[drops] = m
                         drops &+= 1

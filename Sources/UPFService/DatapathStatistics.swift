@@ -59,6 +59,21 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
     public var drops: [Counter]
     public var dropped: UInt64
     public var engines: [Engine]
+    /// What the service answered, took in or originated itself (`LocalCounter`), every counter.
+    public var local: [Counter]
+    /// Received packets that were answered or taken in: with forwarded and dropped packets they
+    /// account for everything received.
+    public var answered: UInt64
+    public var absorbed: UInt64
+
+    /// A next hop configured by address, and what ARP/ND made of it.
+    public struct NextHop: Sendable, Codable, Equatable {
+        public var port: String
+        public var address: String
+        /// nil: not resolved (packets towards it are dropped as `next_hop_unresolved`).
+        public var mac: String?
+    }
+    public var nextHops: [NextHop]
 
     public init(dataplane: Dataplane) {
         let c = dataplane.counters
@@ -89,6 +104,13 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
         }
         self.drops = drops
         dropped = drops.reduce(0) { $0 + $1.packets }
+        local = LocalCounter.allCases.map { Counter(name: $0.name, packets: c.total(layout.local($0)), bytes: nil) }
+        answered = LocalCounter.allCases.filter { $0.kind == .answered }.reduce(0) { $0 + c.total(layout.local($1)) }
+        absorbed = LocalCounter.allCases.filter { $0.kind == .absorbed }.reduce(0) { $0 + c.total(layout.local($1)) }
+        nextHops = dataplane.configuration.ports.enumerated().compactMap { i, port in
+            guard let address = port.nextHop else { return nil }
+            return NextHop(port: port.name, address: address, mac: dataplane.neighbors.resolved(i).map { "\($0)" })
+        }
 
         let baselines = dataplane.baselines.withLock { $0.engines }
         let portNames = dataplane.configuration.ports.map(\.name)
@@ -137,6 +159,12 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
             ("actions", counters(actions)),
             ("drops", counters(drops)),
             ("dropped", .int(dropped)),
+            ("local", counters(local)),
+            ("answered", .int(answered)),
+            ("absorbed", .int(absorbed)),
+            ("next_hops", .array(nextHops.map { h in
+                .object([("port", .string(h.port)), ("address", .string(h.address)), ("mac", h.mac.map { .string($0) } ?? .null)])
+            })),
             ("engines", .array(engines.map { e in
                 .object([
                     ("id", .string(e.id)), ("packets", .int(e.packets)), ("bytes", .int(e.bytes)),

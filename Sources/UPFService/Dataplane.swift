@@ -43,6 +43,12 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public let tables: SessionTables
     public let sessionTables: DatapathSessionTables
     public let workers: [DatapathWorker]
+    /// Next hops resolved by ARP/ND (ports with `next_hop`).
+    public let neighbors: NeighborTable
+    /// One per worker: received Error Indications and End Markers for the control thread.
+    public let eventQueues: [DatapathEventQueue]
+    /// One per worker (their meters are not shared).
+    let errorIndicationLimiters: [ErrorIndicationLimiter]
     public let workerLcores: [UInt32]
     /// RSS hash functions per port (0 = none: queue 0 only).
     public let rss: [UInt64]
@@ -167,11 +173,27 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             tuning.idleRoundsBeforeSleep = configuration.workers.idleRounds
             tuning.idleSleepMicroseconds = configuration.workers.idleSleepMicroseconds
             let ids = opened.map(\.id)
+            let hz = EAL.tscHz
+            let n = configuration.neighbors
+            let neighborTable = NeighborTable(targets: table.all.map(\.nextHopAddress), timing: .seconds(
+                retry: Double(n.retryMilliseconds) / 1000, refresh: n.refreshSeconds, expiry: n.expirySeconds, ticksPerSecond: hz))
+            neighbors = neighborTable
+            let queues = (0..<workerCount).map { _ in DatapathEventQueue(capacity: 1024) }
+            eventQueues = queues
+            let limiters = (0..<workerCount).map { _ in
+                ErrorIndicationLimiter(perPeerRate: configuration.gtpu.errorIndicationsPerPeer,
+                                       totalRate: configuration.gtpu.errorIndicationsTotal, workers: workerCount, ticksPerSecond: hz)
+            }
+            errorIndicationLimiters = limiters
+            let resolves = table.all.contains { $0.nextHopAddress != nil }
+            let mbufPool = pool!
             workers = (0..<workerCount).map { w in
                 let processor = PacketProcessor(reader: sessions.reader(w), ports: table, engines: directory,
-                                                counters: allCounters.block(w))
+                                                counters: allCounters.block(w), neighbors: neighborTable,
+                                                events: queues[w], errorIndications: limiters[w])
                 return DatapathWorker(index: w, processor: processor, queues: assignment[w], portIDs: ids,
-                                      txQueue: UInt16(w), tuning: tuning)
+                                      txQueue: UInt16(w), tuning: tuning,
+                                      resolver: resolves && w == 0 ? (neighborTable, mbufPool) : nil)
             }
             installCounterHooks()
             for (i, port) in configuration.ports.enumerated() where rssApplied[i] == 0 && workerCount > 1 && rxQueues[i] == 1 {
@@ -329,4 +351,19 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     }
 
     public var countedRulesPerSession: Int { counters.layout.rulesPerSession }
+
+    public func drainEvents(_ publish: (ControlEvent) -> Void) {
+        let names = configuration.ports.map(\.name)
+        for queue in eventQueues {
+            queue.drain { event in
+                let port = Int(event.port) < names.count ? names[Int(event.port)] : String(event.port)
+                switch event.kind {
+                case .errorIndication:
+                    publish(.errorIndication(port: port, source: "\(event.source)", teid: event.teid, peer: "\(event.peer)"))
+                case .endMarker:
+                    publish(.endMarker(port: port, source: "\(event.source)", teid: event.teid))
+                }
+            }
+        }
+    }
 }

@@ -249,8 +249,9 @@ struct FastPathTests {
         #expect(unexpected.isEmpty, "drops under reasons no bad input should produce: \(unexpected)")
         #expect(run.dropped == c.manifest.bad)
         // Specifically named by the issue.
-        #expect(run.drops["unknown_teid"] == 9, "case 10 and the 8 unknown TEIDs of case 13")
-        #expect(run.drops["gtpu_signalling_unhandled"] == 8, "case 13's Echo Requests")
+        #expect(run.drops["unknown_teid"] == 9, "case 10 and the 8 unknown TEIDs of case 13 (Error Indications off)")
+        #expect(run.local("echo_response_sent") == 8 && c.manifest.answered == 8, "case 13's Echo Requests are answered")
+        #expect(run.outputPackets("n3") == 8)
         #expect((run.drops["outer_fragment"] ?? 0) >= 2, "case 14's fragments")
 
         let frames = try readEgress(run.output("core"))
@@ -347,6 +348,7 @@ struct FastPathTests {
         let input = counts.values.reduce(0, +)
         let output = ["n3", "core", "engines"].reduce(0) { $0 + (run.outputPackets($1) ?? 0) }
         #expect(output + (run.dropped ?? -1) == input, "in \(input) != out \(output) + dropped \(run.dropped ?? -1)")
+        #expect(run.answered == 0 && run.absorbed == 0)
         #expect(run.drops == ["gtp_extension_zero_length": rounds, "unknown_teid": rounds], "drops: \(run.drops)")
         // tshark reads back every frame the report claims.
         for port in ["n3", "core", "engines"] {
@@ -542,6 +544,9 @@ struct FastPathCase {
         var changes: String?
         var counts: [String: Int]?
         var rounds: Int?
+        var answered: Int?
+        var flood: Int?
+        var rate_per_peer: Int?
 
         func frame(tag: Int) -> Frame? { frames.first { $0.tag == tag } }
         func tags(outcome: String) -> [Int] { tags(outcomes: [outcome]) }
@@ -630,6 +635,10 @@ struct ReplayRun {
     func actionBytes(_ name: String) -> Int? { ReplayRun.int(object("datapath", "actions", name)?["bytes"]) }
     var drops: [String: Int] { (object("datapath", "drops") ?? [:]).compactMapValues { ReplayRun.int($0) } }
     var dropped: Int? { ReplayRun.int(object("datapath")?["dropped"]) }
+    /// A `LocalCounter` (answers, signalling taken in, requests sent).
+    func local(_ name: String) -> Int? { ReplayRun.int(object("datapath", "local")?[name]) }
+    var answered: Int? { ReplayRun.int(object("datapath")?["answered"]) }
+    var absorbed: Int? { ReplayRun.int(object("datapath")?["absorbed"]) }
     var expectOK: Bool? { object("expect")?["ok"] as? Bool }
     var mismatches: [String] { object("expect")?["mismatches"] as? [String] ?? [] }
 }

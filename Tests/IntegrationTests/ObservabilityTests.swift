@@ -76,13 +76,18 @@ struct ObservabilityTests {
             out["upfd_engine_fallback_packets_total{engine=\"\(id)\",fallback=\"core\"}"] = number(engine["fallback_core"])
         }
         out["upfd_dropped_packets_total"] = number(datapath["dropped"])
+        for (counter, value) in datapath["local"] as? [String: Any] ?? [:] {
+            out["upfd_local_packets_total{counter=\"\(counter)\"}"] = number(value)
+        }
+        out["upfd_answered_packets_total"] = number(datapath["answered"])
+        out["upfd_absorbed_packets_total"] = number(datapath["absorbed"])
         out["upfd_sessions"] = number(stats["sessions"])
         out["upfd_policy_version"] = number(stats["policy_version"])
         return out
     }
 
     static let dataPathPrefixes = ["upfd_port_rx", "upfd_port_tx", "upfd_worker_packets", "upfd_action_", "upfd_drops_",
-                                   "upfd_engine_", "upfd_dropped_"]
+                                   "upfd_engine_", "upfd_dropped_", "upfd_local_", "upfd_answered_", "upfd_absorbed_"]
 
     @Test("the metrics endpoint shows the numbers of upfctl stats --json; rule counters match the replay's packets",
           .enabled(if: toolsPresent, toolsMessage))

@@ -57,6 +57,7 @@ class Case:
         self.manifest = {"inputs": {}, "frames": []}
         self.clock = 1_700_000_000.0
         self.config = None        # None: Configs/replay/fastpath.yaml as it is
+        self.config_extra = ""    # YAML appended to that file (top-level sections it lacks)
 
     def add(self, port, frame, tag=None, inner=None, outcome=None, label=""):
         """Appends `frame` to `port`'s input; frames of all ports get increasing timestamps in the
@@ -72,6 +73,9 @@ class Case:
         config_path = os.path.join(self.outdir, "config.yaml")
         if self.config is None:
             shutil.copyfile(os.path.join(ROOT, "Configs/replay/fastpath.yaml"), config_path)
+            if self.config_extra:
+                with open(config_path, "a") as f:
+                    f.write("\n" + self.config_extra)
         else:
             dump(self.config, config_path)
         dump(policy, os.path.join(self.outdir, "policy.yaml"))
@@ -160,7 +164,7 @@ def dump(document, path):
 
 # --- Frame builders -----------------------------------------------------------------------------
 
-def gpdu(inner, teid=256, qfi=None, pdu_type=1, dst=N3_IP, src=GNB_IP, **gtp_fields):
+def gpdu(inner, teid=256, qfi=None, pdu_type=1, dst=N3_IP, src=GNB_IP, sport=2152, **gtp_fields):
     """Ethernet/IPv4/UDP 2152/GTP-U G-PDU from the gNB to the n3 port, with an UL PDU Session
     Container carrying `qfi` when given."""
     if qfi is not None:
@@ -168,7 +172,7 @@ def gpdu(inner, teid=256, qfi=None, pdu_type=1, dst=N3_IP, src=GNB_IP, **gtp_fie
             GTPPDUSessionContainer(type=pdu_type, QFI=qfi) / inner
     else:
         gtp = GTP_U_Header(gtp_type=255, teid=teid, **gtp_fields) / inner
-    return Ether(src=GNB_ROUTER_MAC, dst=N3_MAC) / IP(src=src, dst=dst) / UDP(sport=2152, dport=2152) / gtp
+    return Ether(src=GNB_ROUTER_MAC, dst=N3_MAC) / IP(src=src, dst=dst) / UDP(sport=sport, dport=2152) / gtp
 
 
 def raw_gtp(gtp_bytes, dst=N3_IP, sport=2152, dport=2152):
@@ -469,10 +473,12 @@ def case_bad_inputs(c):
         ("12 PSC QFI 0", raw_gtp(g(flags=0x34, opt=b"\0\0\0\x85", body=seeds.ul_psc(0) + inner_tcp)), "psc_qfi_zero"),
         ("12 DL PSC on N3 (wrong direction)", gpdu(tcp4(997), qfi=9, pdu_type=0), "psc_wrong_direction"),
     ]
-    # 13: a flood of Echo Requests mixed with unknown-TEID G-PDUs.
+    # 13: a flood of Echo Requests mixed with unknown-TEID G-PDUs. Each Echo Request is answered
+    # (an Echo Response on n3); Error Indications are switched off for this case (see below), so
+    # each unknown TEID is a counted drop — PathManagementTests covers their answers and rates.
     for i in range(8):
         bad.append(("13 Echo Request %d" % i, raw_gtp(g(msg_type=1, teid=0, flags=0x32, opt=bytes([0, i, 0, 0]))),
-                    "gtpu_signalling_unhandled"))
+                    "answered:echo_response_sent"))
         bad.append(("13 unknown TEID %d" % i, gpdu(udp4(900 + i), teid=0x80000000 + i), "unknown_teid"))
     # 14: the outer datagram of a valid G-PDU, in fragments (the later ones start with bytes that
     # look like GTP-U on port 2152): never parsed as GTP-U.
@@ -533,12 +539,17 @@ def case_bad_inputs(c):
         valid(label, builder, inner)
         valid()
     drops = {}
+    answered = 0
     for _, _, reason in bad:
+        if reason.startswith("answered:"):
+            answered += 1
+            continue
         drops[reason] = drops.get(reason, 0) + 1
     valid_count = sum(1 for f in c.manifest["frames"] if f["outcome"] == "core")
-    expect = {"ports": {"core": {"count": valid_count}, "engines": {"count": 0}, "n3": {"count": 0}},
+    expect = {"ports": {"core": {"count": valid_count}, "engines": {"count": 0}, "n3": {"count": answered}},
               "drops": drops, "actions": {"n6": valid_count}}
-    c.write(policy, expect, drops=drops, valid=valid_count, bad=len(bad))
+    c.config_extra = "gtpu:\n  error_indications_per_peer: 0   # unknown TEIDs: counted drops only\n"
+    c.write(policy, expect, drops=drops, valid=valid_count, bad=len(bad) - answered, answered=answered)
 
 
 def case_switch(c):
@@ -581,6 +592,7 @@ def case_stress(c):
     for port, _ in pattern:
         counts[port] = counts.get(port, 0) + rounds
     c.manifest["frames"] = []   # 4000 entries of nothing useful
+    c.config_extra = "gtpu:\n  error_indications_per_peer: 0   # unknown TEIDs: counted drops only\n"
     c.write(policy, {"ports": {"engines": {"count": rounds}, "core": {"count": 2 * rounds}, "n3": {"count": 3 * rounds}},
                      "drops": {"gtp_extension_zero_length": rounds, "unknown_teid": rounds},
                      "actions": {"steer": rounds, "n9": 2 * rounds, "n3": 3 * rounds}},
@@ -632,7 +644,67 @@ def case_fallback(c):
     c.write(policy, expect)
 
 
+def echo_request(seq, sport=40000, dst=N3_IP):
+    return Ether(src=GNB_ROUTER_MAC, dst=N3_MAC) / IP(src=GNB_IP, dst=dst) / UDP(sport=sport, dport=2152) / \
+        Raw(bytes([0x32, 1, 0, 4, 0, 0, 0, 0, seq >> 8, seq & 0xFF, 0, 0]))
+
+
+def error_indication(teid, gsn):
+    """An Error Indication from the gNB: TEID Data I + GSN Address (TS 29.281 §7.3.1)."""
+    a = bytes(int(x) for x in gsn.split("."))
+    ies = bytes([16]) + teid.to_bytes(4, "big") + bytes([133, 0, 4]) + a
+    gtp = bytes([0x32, 26]) + (4 + len(ies)).to_bytes(2, "big") + bytes(4) + bytes([0, 0, 0, 0]) + ies
+    return Ether(src=GNB_ROUTER_MAC, dst=N3_MAC) / IP(src=GNB_IP, dst=N3_IP) / UDP(sport=2152, dport=2152) / Raw(gtp)
+
+
+def arp_request(target, sender_ip, sender_mac, dst_mac="ff:ff:ff:ff:ff:ff"):
+    from scapy.all import ARP
+    return Ether(src=sender_mac, dst=dst_mac) / ARP(op=1, hwsrc=sender_mac, psrc=sender_ip, pdst=target)
+
+
+def case_path_management(c):
+    """Path management on n3 at a paced rate (the test passes --rate): an Echo Request (one Echo
+    Response), an ARP request for the n3 address (one ARP reply), FLOOD G-PDUs to an unknown TEID
+    from one gNB (Error Indications at most at the configured per-peer rate), then an Error
+    Indication from the gNB (an `error_indication` event on the control socket)."""
+    policy = {"sessions": [session1([access_rule()], [{"id": 1, "type": "n6"}])]}
+    flood = 2000
+    c.add("n3", echo_request(0x4242), label="echo request", outcome="answered")
+    c.add("n3", arp_request(N3_IP, "192.0.2.254", GNB_ROUTER_MAC), label="arp request", outcome="answered")
+    unknown = bytes(gpdu(udp4(7, sport=1234), teid=0xBADC0DE, qfi=9, sport=33333))
+    for _ in range(flood):
+        c.add("n3", unknown, label="unknown teid")
+    c.add("n3", error_indication(0x1000, GNB_IP), label="error indication from the gNB", outcome="event")
+    c.config_extra = "gtpu:\n  error_indications_per_peer: 5\n  error_indications_total: 1000\n"
+    c.write(policy, None, flood=flood, rate_per_peer=5)
+
+
+def case_next_hop_arp(c):
+    """The core next hop given by address: upfd asks for it by ARP on the core port; the router's
+    reply (first input frame) teaches its MAC before the first G-PDU goes out by N9."""
+    config = {
+        "log_level": "warning",
+        "eal": {"lcores": "0,1", "memory_mb": 512, "huge_pages": False, "vdevs": []},
+        "ports": [
+            {"name": "n3", "device": "net_null0", "role": "n3", "ipv4": N3_IP, "mac": N3_MAC, "next_hop_mac": GNB_ROUTER_MAC},
+            {"name": "core", "device": "net_null1", "role": "core", "ipv4": CORE_IP, "mac": CORE_MAC, "next_hop": PEER_IP},
+            {"name": "engines", "device": "net_null2", "role": "engine", "ipv4": "192.168.50.1", "mac": ENGINES_MAC}],
+    }
+    c.config = config
+    from scapy.all import ARP
+    c.add("core", Ether(src=CORE_NEXT_HOP_MAC, dst=CORE_MAC) /
+          ARP(op=2, hwsrc=CORE_NEXT_HOP_MAC, psrc=PEER_IP, hwdst=CORE_MAC, pdst=CORE_IP), label="router's ARP reply",
+          outcome="absorbed")
+    policy = {"sessions": [session1([access_rule()], [dict(id=1, **N9)])]}
+    for tag in range(201, 221):
+        inner = udp4(tag)
+        c.add("n3", gpdu(inner, qfi=9), tag=tag, inner=inner, outcome="core")
+    c.write(policy, None, count=20)
+
+
 CASES = {
+    "path-management": case_path_management,
+    "next-hop-arp": case_next_hop_arp,
     "steer": case_steer,
     "n9": case_n9,
     "n6": case_n6,

@@ -26,6 +26,10 @@ func sampleStats(rx: UInt64 = 5, steered: UInt64 = 3, engines: Bool = true) -> J
         ("actions", .object([("steer", .object([("packets", .int(steered)), ("bytes", .int(steered * 80))]))])),
         ("drops", .object([("rule_drop", .int(2))])),
         ("dropped", .int(2)),
+        ("local", .object([("echo_response_sent", .int(1)), ("events_lost", .int(0))])),
+        ("answered", .int(1)),
+        ("absorbed", .int(0)),
+        ("next_hops", .array([.object([("port", .string("core")), ("address", .string("203.0.113.1")), ("mac", .null)])])),
     ]
     if engines {
         datapath.append(("engines", .array([.object([
@@ -74,6 +78,9 @@ func parseExposition(_ text: String) -> [String: String] {
         #expect(value("upfd_action_bytes_total", [("action", "steer")]) == 240)
         #expect(value("upfd_drops_total", [("reason", "rule_drop")]) == 2)
         #expect(value("upfd_dropped_packets_total") == 2)
+        #expect(value("upfd_local_packets_total", [("counter", "echo_response_sent")]) == 1)
+        #expect(value("upfd_answered_packets_total") == 1 && value("upfd_absorbed_packets_total") == 0)
+        #expect(value("upfd_next_hop_resolved", [("port", "core"), ("address", "203.0.113.1")]) == 0)
         #expect(value("upfd_engine_steered_packets_total", [("engine", "llm"), ("instance", "0"), ("port", "engines")]) == 3)
         #expect(value("upfd_engine_fallback_packets_total", [("engine", "llm"), ("fallback", "core")]) == 1)
         #expect(value("upfd_datapath_running") == 1)

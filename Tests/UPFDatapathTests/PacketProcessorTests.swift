@@ -120,7 +120,7 @@ import UPFPolicy
             let length = self.length
             return storage.withUnsafeMutableBytes { raw in
                 let verdict = processor.process(frame: raw.baseAddress! + Frame.headroom, length: length,
-                                                headroom: Frame.headroom, ingress: ingress)
+                                                headroom: Frame.headroom, tailroom: 64, ingress: ingress)
                 guard !verdict.isDropped else { return (verdict, []) }
                 let start = Frame.headroom + Int(verdict.offset)
                 return (verdict, Array(raw[start..<(start + Int(verdict.length))]))

@@ -20,7 +20,7 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
     case noCorePort
     /// The egress port has no next-hop MAC configured.
     case nextHopUnknown
-    /// The action is `buffer`; buffering comes with a later change, the packet is dropped.
+    /// The action is `buffer`; buffering is not implemented, the packet is dropped.
     case bufferingUnavailable
     /// The new headers do not fit in the mbuf's headroom.
     case headroomExhausted
@@ -32,10 +32,10 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
     case notAddressedToUPF
     /// Non-GTP-U IP traffic addressed to the service itself (e.g. a ping).
     case localTrafficUnhandled
-    /// Echo, Error Indication, End Marker, Supported Extension Headers: path management comes
-    /// with a later change; until then these are counted here.
+    /// A GTP-U message the service does not take on the port it arrived on (e.g. signalling
+    /// sent towards an engine port's address); path management answers n3 and core.
     case gtpuSignallingUnhandled
-    /// ARP: answered by a later change.
+    /// ARP that neither asks for one of the port's addresses nor comes from its next hop.
     case arpUnhandled
     /// Neither IPv4, IPv6 nor ARP.
     case notIP
@@ -53,6 +53,10 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
     case unknownPort
     /// The rule's QER closes the gate in the packet's direction.
     case gateClosed
+    /// The egress port's next hop is configured by address and not (or no longer) resolved by ARP/ND.
+    case nextHopUnresolved
+    /// An answer (Echo Response, Error Indication, ARP/ND reply) does not fit in the mbuf.
+    case noRoomForAnswer
 
     public var name: String {
         switch self {
@@ -80,6 +84,8 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
         case .hairpinNoSession: "hairpin_no_session"
         case .unknownPort: "unknown_port"
         case .gateClosed: "gate_closed"
+        case .nextHopUnresolved: "next_hop_unresolved"
+        case .noRoomForAnswer: "no_room_for_answer"
         }
     }
 
@@ -109,6 +115,68 @@ public enum ActionCounter: Int, CaseIterable, Sendable {
         case .forwardN3: "n3"
         case .hairpin: "hairpin"
         case .engineFallbackCore: "engine_fallback_core"
+        }
+    }
+}
+
+/// Packets the service handled itself rather than forwarding or dropping: answers sent back out
+/// of the ingress port (`answered`), messages taken in (`absorbed`), and frames it originated
+/// (`originated`, e.g. ARP requests for a next hop). With the action and drop counters this
+/// accounts for every received packet: rx = forwarded + answered + absorbed + dropped.
+public enum LocalCounter: Int, CaseIterable, Sendable {
+    /// Echo Request → Echo Response (TS 29.281 §7.2.2).
+    case echoResponseSent = 0
+    /// G-PDU for an unknown TEID → Error Indication (§7.3.1), within the peer's rate.
+    case errorIndicationSent
+    /// ARP request for one of the port's addresses → ARP reply.
+    case arpReplySent
+    /// Neighbour Solicitation for one of the port's addresses → Neighbour Advertisement.
+    case neighborAdvertisementSent
+    case echoResponseReceived
+    /// Raised as an `error_indication` event.
+    case errorIndicationReceived
+    /// Raised as an `end_marker` event.
+    case endMarkerReceived
+    case extensionHeadersNotificationReceived
+    /// ARP from a configured next hop: its MAC learnt or refreshed.
+    case arpFromNextHop
+    /// Neighbour Advertisement from a configured next hop: its MAC learnt or refreshed.
+    case neighborAdvertisementFromNextHop
+    /// ARP requests this service sent to resolve or refresh a next hop.
+    case arpRequestSent
+    /// Neighbour Solicitations this service sent to resolve or refresh a next hop.
+    case neighborSolicitationSent
+    /// Events the workers could not hand to the control thread (its queue was full).
+    case eventsLost
+
+    public var name: String {
+        switch self {
+        case .echoResponseSent: "echo_response_sent"
+        case .errorIndicationSent: "error_indication_sent"
+        case .arpReplySent: "arp_reply_sent"
+        case .neighborAdvertisementSent: "neighbor_advertisement_sent"
+        case .echoResponseReceived: "echo_response_received"
+        case .errorIndicationReceived: "error_indication_received"
+        case .endMarkerReceived: "end_marker_received"
+        case .extensionHeadersNotificationReceived: "extension_headers_notification_received"
+        case .arpFromNextHop: "arp_from_next_hop"
+        case .neighborAdvertisementFromNextHop: "neighbor_advertisement_from_next_hop"
+        case .arpRequestSent: "arp_request_sent"
+        case .neighborSolicitationSent: "neighbor_solicitation_sent"
+        case .eventsLost: "events_lost"
+        }
+    }
+
+    /// How the counter enters the accounting of received packets.
+    public enum Kind: String, Sendable { case answered, absorbed, originated, other }
+
+    public var kind: Kind {
+        switch self {
+        case .echoResponseSent, .errorIndicationSent, .arpReplySent, .neighborAdvertisementSent: .answered
+        case .echoResponseReceived, .errorIndicationReceived, .endMarkerReceived, .extensionHeadersNotificationReceived,
+             .arpFromNextHop, .neighborAdvertisementFromNextHop: .absorbed
+        case .arpRequestSent, .neighborSolicitationSent: .originated
+        case .eventsLost: .other
         }
     }
 }
@@ -158,9 +226,11 @@ public struct CounterLayout: Sendable, Equatable {
     @usableFromInline static let actionBase = datapathBase + DatapathDrop.allCases.count
     /// Packets; bytes are the next word.
     @inlinable public func action(_ action: ActionCounter) -> Int { CounterLayout.actionBase &+ action.rawValue &* 2 }
+    @usableFromInline static let localBase = actionBase + ActionCounter.allCases.count * 2
+    @inlinable public func local(_ counter: LocalCounter) -> Int { CounterLayout.localBase &+ counter.rawValue }
 
     /// Per engine: packets and bytes steered to each instance, then the two fallback counts.
-    @usableFromInline static let engineBase = actionBase + ActionCounter.allCases.count * 2
+    @usableFromInline static let engineBase = localBase + LocalCounter.allCases.count
     public static let engineStride = EngineDirectory.maxInstances * 2 + 2
     /// Packets steered to instance `instance` of engine `engine`; bytes next. Callers check
     /// `engine < engines`.
@@ -277,6 +347,9 @@ public struct CounterBlock: @unchecked Sendable {
         guard engine < layout.engines else { return }
         add(layout.engineFallback(engine, drop: drop))
     }
+
+    @inlinable @inline(__always)
+    public func count(_ counter: LocalCounter) { add(layout.local(counter)) }
 
     @inlinable @inline(__always)
     public func count(_ action: ActionCounter, bytes: Int) {

@@ -50,9 +50,21 @@ public struct PacketProcessor: @unchecked Sendable {
     @usableFromInline var userOptions = ParserOptions()
     /// Scratch: the packet being processed (reused, never reallocated).
     @usableFromInline var parsed = ParsedPacket()
+    /// Next hops resolved by ARP/ND.
+    @usableFromInline let neighbors: NeighborView
+    /// Received Error Indications and End Markers, for the control thread.
+    @usableFromInline let events: DatapathEventQueue.Producer?
+    @usableFromInline let errorIndications: ErrorIndicationMeter?
+    /// The worker's clock (TSC ticks), set once per poll round: answers are rate-limited and
+    /// neighbours timed without reading the clock per packet.
+    public var now: UInt64 = 0
 
-    /// The `PortTable` and `EngineDirectory` must outlive the processor.
-    public init(reader: TableReader, ports: PortTable, engines: EngineDirectory, counters: CounterBlock) {
+    /// The `PortTable`, `EngineDirectory` and the optional services (neighbours, event queue,
+    /// Error Indication limiter) must outlive the processor. Without a limiter no Error
+    /// Indication is sent; without a queue received signalling is counted but raises no event.
+    public init(reader: TableReader, ports: PortTable, engines: EngineDirectory, counters: CounterBlock,
+                neighbors: NeighborTable? = nil, events: DatapathEventQueue? = nil,
+                errorIndications: ErrorIndicationLimiter? = nil) {
         self.reader = reader
         self.ports = ports.ports
         self.portCount = ports.count
@@ -60,22 +72,38 @@ public struct PacketProcessor: @unchecked Sendable {
         self.core = ports.core
         self.engines = engines.view
         self.counters = counters
+        let table = neighbors ?? NeighborTable(ports: ports)
+        precondition(table.portCount == ports.count)
+        self.neighborTable = table
+        self.neighbors = table.view
+        self.events = events?.producer
+        self.eventQueue = events
+        self.errorIndications = errorIndications?.view
+        self.limiter = errorIndications
         n3Options.direction = .uplink
         coreOptions.direction = .downlink
     }
 
+    /// Kept only so that what the views point into lives as long as the processor.
+    let neighborTable: NeighborTable
+    let eventQueue: DatapathEventQueue?
+    let limiter: ErrorIndicationLimiter?
+
     // MARK: Entry
 
     /// Processes the frame of `length` octets at `frame` that arrived on port `ingress`.
-    /// `headroom` octets in front of `frame` may be written (the mbuf's headroom).
+    /// `headroom` octets in front of `frame` may be written (the mbuf's headroom),
+    /// `tailroom` octets after it may be written too (answers such as an Echo Response can be
+    /// longer than what they answer).
     @inlinable
-    public mutating func process(frame: UnsafeMutableRawPointer, length: Int, headroom: Int, ingress: Int) -> PacketVerdict {
+    public mutating func process(frame: UnsafeMutableRawPointer, length: Int, headroom: Int, tailroom: Int = 0,
+                                 ingress: Int) -> PacketVerdict {
         guard ingress >= 0 && ingress < portCount else { return drop(.unknownPort) }
         let bytes = PacketBytes(base: UnsafeRawPointer(frame), count: length)
         switch ports[ingress].role {
-        case .n3: return fromN3(bytes, frame: frame, headroom: headroom)
-        case .core: return fromCore(bytes, frame: frame, headroom: headroom, ingress: ingress)
-        case .engine: return fromEngine(bytes, frame: frame, headroom: headroom, ingress: ingress)
+        case .n3: return fromN3(bytes, frame: frame, headroom: headroom, room: length &+ tailroom)
+        case .core: return fromCore(bytes, frame: frame, headroom: headroom, room: length &+ tailroom, ingress: ingress)
+        case .engine: return fromEngine(bytes, frame: frame, headroom: headroom, room: length &+ tailroom, ingress: ingress)
         }
     }
 
@@ -94,25 +122,34 @@ public struct PacketProcessor: @unchecked Sendable {
     // MARK: Ingress
 
     @inlinable
-    mutating func fromN3(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int) -> PacketVerdict {
+    mutating func fromN3(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int, room: Int) -> PacketVerdict {
         if let reason = PacketParser.parse(bytes, link: .ethernet, options: n3Options, into: &parsed) { return drop(reason) }
         switch parsed.kind {
         case .gPDU: break
-        case .arp: return drop(.arpUnhandled)
-        case .nonGTP: return drop(parsed.outerVersion == 0 ? .notIP : .notGTPUOnN3)
+        case .arp: return answerARP(bytes, frame: frame, room: room, port: n3)
+        case .nonGTP:
+            if parsed.outerVersion == 6 { return answerNeighborDiscovery(bytes, frame: frame, room: room, port: n3, otherwise: .notGTPUOnN3) }
+            return drop(parsed.outerVersion == 0 ? .notIP : .notGTPUOnN3)
         case .outerFragment: return drop(.outerFragment)
-        default: return drop(.gtpuSignallingUnhandled)
+        default:
+            guard ports[n3].owns(parsed.outerDestination) else { return drop(.notAddressedToUPF) }
+            return takeSignalling(frame: frame, room: room, port: n3)
         }
         guard ports[n3].owns(parsed.outerDestination) else { return drop(.notAddressedToUPF) }
-        guard let session = reader.lookupUplink(teid: parsed.teid) else { return drop(.unknownTEID) }
+        guard let session = reader.lookupUplink(teid: parsed.teid) else { return answerUnknownTEID(frame: frame, room: room, port: n3) }
         return classifyAndAct(session, qfi: parsed.psc.present ? parsed.psc.qfi : 0, source: .access,
                               frame: frame, headroom: headroom)
     }
 
     @inlinable
-    mutating func fromCore(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int, ingress: Int) -> PacketVerdict {
+    mutating func fromCore(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int, room: Int, ingress: Int) -> PacketVerdict {
         if let reason = PacketParser.parseUserPacket(bytes, options: userOptions, into: &parsed) { return drop(reason) }
-        if parsed.inner.version == 0 { return drop(parsed.kind == .arp ? .arpUnhandled : .notIP) }
+        if parsed.inner.version == 0 {
+            return parsed.kind == .arp ? answerARP(bytes, frame: frame, room: room, port: ingress) : drop(.notIP)
+        }
+        if parsed.inner.proto == IPProtocol.icmpv6 && parsed.inner.version == 6 && PacketProcessor.isLinkScope(parsed.inner.destination, ports[ingress]) {
+            return answerNeighborDiscovery(bytes, frame: frame, room: room, port: ingress, otherwise: .localTrafficUnhandled)
+        }
         if ports[ingress].owns(parsed.inner.destination) {
             // Addressed to the service: N9 GTP-U from the central UPF, or nothing we serve.
             guard parsed.inner.proto == IPProtocol.udp && parsed.inner.destinationPort == GTPU.udpPort
@@ -123,9 +160,11 @@ public struct PacketProcessor: @unchecked Sendable {
             switch parsed.kind {
             case .gPDU: break
             case .outerFragment: return drop(.outerFragment)
-            default: return drop(.gtpuSignallingUnhandled)
+            default: return takeSignalling(frame: frame, room: room, port: ingress)
             }
-            guard let session = reader.lookupUplink(teid: parsed.teid) else { return drop(.unknownTEID) }
+            guard let session = reader.lookupUplink(teid: parsed.teid) else {
+                return answerUnknownTEID(frame: frame, room: room, port: ingress)
+            }
             return classifyAndAct(session, qfi: parsed.psc.present ? parsed.psc.qfi : 0, source: .core,
                                   frame: frame, headroom: headroom)
         }
@@ -134,9 +173,14 @@ public struct PacketProcessor: @unchecked Sendable {
     }
 
     @inlinable
-    mutating func fromEngine(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int, ingress: Int) -> PacketVerdict {
+    mutating func fromEngine(_ bytes: PacketBytes, frame: UnsafeMutableRawPointer, headroom: Int, room: Int, ingress: Int) -> PacketVerdict {
         if let reason = PacketParser.parseUserPacket(bytes, options: userOptions, into: &parsed) { return drop(reason) }
-        if parsed.inner.version == 0 { return drop(parsed.kind == .arp ? .arpUnhandled : .notIP) }
+        if parsed.inner.version == 0 {
+            return parsed.kind == .arp ? answerARP(bytes, frame: frame, room: room, port: ingress) : drop(.notIP)
+        }
+        if parsed.inner.proto == IPProtocol.icmpv6 && parsed.inner.version == 6 && PacketProcessor.isLinkScope(parsed.inner.destination, ports[ingress]) {
+            return answerNeighborDiscovery(bytes, frame: frame, room: room, port: ingress, otherwise: .localTrafficUnhandled)
+        }
         if ports[ingress].owns(parsed.inner.destination) { return drop(.localTrafficUnhandled) }
         guard let session = reader.lookupDownlink(parsed.inner.destination) else { return drop(.noSessionForUE) }
         return classifyAndAct(session, qfi: 0, source: .engine, frame: frame, headroom: headroom)
@@ -198,7 +242,7 @@ public struct PacketProcessor: @unchecked Sendable {
 
         case .forwardN6:
             guard core >= 0 else { return drop(.noCorePort) }
-            guard let nextHop = ports[core].nextHop else { return drop(.nextHopUnknown) }
+            guard let nextHop = nextHop(core) else { return drop(nextHopDrop(core)) }
             return emitPlain(frame: frame, headroom: headroom, egress: core, destination: nextHop, action: .forwardN6)
 
         case .forwardN3:
@@ -252,7 +296,7 @@ public struct PacketProcessor: @unchecked Sendable {
     @inlinable
     func emitTunnel(_ encapsulation: GTPUEncapsulation, frame: UnsafeMutableRawPointer, headroom: Int, egress: Int,
                     action: ActionCounter) -> PacketVerdict {
-        guard let nextHop = ports[egress].nextHop else { return drop(.nextHopUnknown) }
+        guard let nextHop = nextHop(egress) else { return drop(nextHopDrop(egress)) }
         let inner = Int(parsed.payloadOffset)
         let length = parsed.payloadLength
         let header = encapsulation.headerLength
@@ -269,6 +313,18 @@ public struct PacketProcessor: @unchecked Sendable {
         counters.count(action, bytes: length)
         return PacketVerdict(egress: Int32(truncatingIfNeeded: egress), offset: Int32(truncatingIfNeeded: start),
                              length: Int32(truncatingIfNeeded: length &+ header &+ 14))
+    }
+
+    /// The MAC routed traffic leaves port `p` towards: the configured one, else the one ARP/ND resolved.
+    @inlinable @inline(__always)
+    func nextHop(_ p: Int) -> MACAddress? {
+        if let mac = ports[p].nextHop { return mac }
+        return ports[p].nextHopAddress == nil ? nil : neighbors.mac(p)
+    }
+
+    @inlinable
+    func nextHopDrop(_ p: Int) -> DatapathDrop {
+        ports[p].nextHopAddress == nil ? .nextHopUnknown : .nextHopUnresolved
     }
 
     @inlinable @inline(__always)

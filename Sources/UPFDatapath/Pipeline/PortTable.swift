@@ -27,8 +27,9 @@ public enum PortRole: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     }
 }
 
-/// One data-path port as the workers see it: fixed at start-up (next-hop MACs come from the
-/// configuration; resolution by ARP/ND is a later change).
+/// One data-path port as the workers see it: fixed at start-up. The next hop is either a static
+/// MAC from the configuration (`nextHop`) or an address resolved by ARP/ND at run time
+/// (`nextHopAddress`, the MAC then lives in the `NeighborTable`).
 @frozen
 public struct PortInfo: Sendable, Equatable {
     public var role: PortRole
@@ -40,13 +41,17 @@ public struct PortInfo: Sendable, Equatable {
     /// Where routed traffic leaves through (the gateway towards the gNBs, the central UPF or
     /// the data network). nil = not configured: packets that need it are dropped, counted.
     public var nextHop: MACAddress?
+    /// The next hop's address when its MAC is resolved by ARP (IPv4) or Neighbour Discovery (IPv6).
+    public var nextHopAddress: IPAddress?
 
-    public init(role: PortRole, mac: MACAddress, ipv4: UInt32? = nil, ipv6: IPAddress? = nil, nextHop: MACAddress? = nil) {
+    public init(role: PortRole, mac: MACAddress, ipv4: UInt32? = nil, ipv6: IPAddress? = nil, nextHop: MACAddress? = nil,
+                nextHopAddress: IPAddress? = nil) {
         self.role = role
         self.mac = mac
         self.ipv4 = ipv4
         self.ipv6 = ipv6
         self.nextHop = nextHop
+        self.nextHopAddress = nextHopAddress
     }
 
     /// True when `address` is one of this port's own addresses.
