@@ -71,7 +71,23 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         Port(name: "engines", device: "net_null2", role: .engine, ipv4: "192.168.50.1"),
     ]
 
+    /// QoS enforcement.
+    public struct QoS: Sendable, Equatable {
+        /// MBR burst tolerance: how far (in time) a meter's schedule may run ahead of real time,
+        /// so that a sender at the rate whose packets arrive bunched (RX bursts, scheduling
+        /// jitter upstream) is not cut. At rate R about R × burst more bytes pass in a burst.
+        public var burstMilliseconds: Double = 10
+    }
+
+    /// Engine health checks (probes are configured per engine in the policy).
+    public struct Health: Sendable, Equatable {
+        /// How often each engine port's link state is read; 0 = never (links count as up).
+        public var linkIntervalMilliseconds = 500
+    }
+
     public var eal = EAL()
+    public var qos = QoS()
+    public var health = Health()
     public var ports: [Port] = DataplaneConfiguration.defaultPorts
     public var workers = Workers()
     /// Mbufs in the pool shared by every port (per NUMA socket).
@@ -169,6 +185,12 @@ public struct DataplaneConfiguration: Sendable, Equatable {
             throw fail("mbufs", "must be in \(needed)...16777215 (ports' rings and bursts need \(needed))")
         }
         guard (1...64).contains(ruleCountersPerSession) else { throw fail("rule_counters_per_session", "must be in 1...64") }
+        guard (0...3_600_000).contains(health.linkIntervalMilliseconds) else {
+            throw fail("health.link_interval_ms", "must be in 0...3600000")
+        }
+        guard qos.burstMilliseconds.isFinite, (0...60_000).contains(qos.burstMilliseconds) else {
+            throw fail("qos.burst_ms", "must be in 0...60000")
+        }
     }
 
     /// The worker lcores (checked).
@@ -222,6 +244,24 @@ extension DataplaneConfiguration.Port: Decodable {
         mac = try c.decodeIfPresent(String.self, forKey: ConfigKey("mac"))
         nextHopMAC = try c.decodeIfPresent(String.self, forKey: ConfigKey("next_hop_mac"))
         ringSize = try c.decodeIfPresent(Int.self, forKey: ConfigKey("ring_size")) ?? ringSize
+    }
+}
+
+extension DataplaneConfiguration.QoS: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["burst_ms"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        burstMilliseconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("burst_ms")) ?? burstMilliseconds
+    }
+}
+
+extension DataplaneConfiguration.Health: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["link_interval_ms"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        linkIntervalMilliseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("link_interval_ms")) ?? linkIntervalMilliseconds
     }
 }
 

@@ -70,6 +70,10 @@ public struct ServiceConfiguration: Sendable, Equatable {
           idle_sleep_us: 100
         mbufs: 16383
         rule_counters_per_session: 8
+        qos:
+          burst_ms: 10                     # MBR burst tolerance (GCRA): how far ahead of the rate a meter may run
+        health:
+          link_interval_ms: 500            # how often engine ports' link state is read (0 = never)
 
         """
 
@@ -187,7 +191,7 @@ func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
 extension ServiceConfiguration: Decodable {
     public init(from decoder: any Decoder) throws {
         try rejectUnknown(decoder, ["control", "state_file", "limits", "log_level", "eal", "ports", "workers", "mbufs",
-                                    "rule_counters_per_session"])
+                                    "rule_counters_per_session", "qos", "health"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         control = try c.decodeIfPresent(Control.self, forKey: ConfigKey("control")) ?? Control()
@@ -208,6 +212,10 @@ extension ServiceConfiguration: Decodable {
         }
         if let workers = try c.decodeIfPresent(DataplaneConfiguration.Workers.self, forKey: ConfigKey("workers")) {
             dataplane.workers = workers
+        }
+        if let qos = try c.decodeIfPresent(DataplaneConfiguration.QoS.self, forKey: ConfigKey("qos")) { dataplane.qos = qos }
+        if let health = try c.decodeIfPresent(DataplaneConfiguration.Health.self, forKey: ConfigKey("health")) {
+            dataplane.health = health
         }
         dataplane.mbufs = try c.decodeIfPresent(Int.self, forKey: ConfigKey("mbufs")) ?? dataplane.mbufs
         dataplane.ruleCountersPerSession = try c.decodeIfPresent(Int.self, forKey: ConfigKey("rule_counters_per_session"))

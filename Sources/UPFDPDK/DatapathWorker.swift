@@ -113,6 +113,7 @@ public final class DatapathWorker: @unchecked Sendable {
         let queueCount = queues.count
         let txQueue = self.txQueue
         let drainCycles = UInt64(tuning.drainMicroseconds) &* cdpdk_tsc_hz() / 1_000_000
+        let clock = MeterClock(cyclesPerSecond: cdpdk_tsc_hz())
         let reader = processor.reader
         // A local copy: a mutating call on a class property would be checked for exclusive access per packet.
         var processor = self.processor
@@ -143,6 +144,9 @@ public final class DatapathWorker: @unchecked Sendable {
                 q &+= 1
                 if n == 0 { continue }
                 received &+= n
+                // The arrival time of this burst, for the MBR meters (real time: the rate a
+                // sender offers is measured in it).
+                processor.now = clock.nanoseconds(cdpdk_rdtsc())
                 var drops = 0
                 var rxBytes = 0
                 var i = 0

@@ -110,6 +110,9 @@ struct Run: ParsableCommand {
         service.core.datapath = dataplane
         var outcome: ReplayOutcome?
         var failure: Error?
+        let health = EngineHealthMonitor(dataplane: dataplane, core: service.core,
+                                         linkIntervalMilliseconds: settings.dataplane.health.linkIntervalMilliseconds,
+                                         logger: logger)
         do {
             try service.core.load().wait()
             if let loadedPolicy {
@@ -120,6 +123,7 @@ struct Run: ParsableCommand {
                 }
             }
             try dataplane.start()
+            health.start()
             if socket != nil { try service.server.start() }
             outcome = try dataplane.replay(input, rate: rate, writers: writers, decode: expectations != nil,
                                            progressInterval: progressInterval) { fed, processed in
@@ -128,6 +132,7 @@ struct Run: ParsableCommand {
         } catch {
             failure = error
         }
+        health.stop()
         let statistics = DatapathStatistics(dataplane: dataplane)
         service.stop(writeSnapshot: false)
         var stopError: Error?

@@ -53,6 +53,8 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
     case unknownPort
     /// The rule's QER closes the gate in the packet's direction.
     case gateClosed
+    /// Over the QER's maximum bit rate in the packet's direction (its GCRA meter, `MeterTable`).
+    case mbrExceeded
 
     public var name: String {
         switch self {
@@ -80,6 +82,7 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
         case .hairpinNoSession: "hairpin_no_session"
         case .unknownPort: "unknown_port"
         case .gateClosed: "gate_closed"
+        case .mbrExceeded: "mbr_exceeded"
         }
     }
 

@@ -45,6 +45,10 @@ public struct PacketProcessor: @unchecked Sendable {
     @usableFromInline let core: Int
     @usableFromInline let engines: EngineView
     public let counters: CounterBlock
+    @usableFromInline let meters: MeterView
+    /// The time the packets being processed arrived, in nanoseconds of the TSC (`MeterClock`):
+    /// what the MBR meters measure rates against. The worker sets it once per receive burst.
+    public var now: UInt64 = 0
     @usableFromInline var n3Options = ParserOptions()
     @usableFromInline var coreOptions = ParserOptions()
     @usableFromInline var userOptions = ParserOptions()
@@ -52,7 +56,9 @@ public struct PacketProcessor: @unchecked Sendable {
     @usableFromInline var parsed = ParsedPacket()
 
     /// The `PortTable` and `EngineDirectory` must outlive the processor.
-    public init(reader: TableReader, ports: PortTable, engines: EngineDirectory, counters: CounterBlock) {
+    /// Without `meters` no MBR is enforced (unit tests that do not meter).
+    public init(reader: TableReader, ports: PortTable, engines: EngineDirectory, counters: CounterBlock,
+                meters: MeterTable? = nil) {
         self.reader = reader
         self.ports = ports.ports
         self.portCount = ports.count
@@ -60,6 +66,7 @@ public struct PacketProcessor: @unchecked Sendable {
         self.core = ports.core
         self.engines = engines.view
         self.counters = counters
+        self.meters = meters?.view ?? .none
         n3Options.direction = .uplink
         coreOptions.direction = .downlink
     }
@@ -153,15 +160,27 @@ public struct PacketProcessor: @unchecked Sendable {
         let rule = counters.layout.rule(slot: session.slot, position: match.index)
         counters.add(rule)
         counters.add(rule &+ 1, UInt64(truncatingIfNeeded: parsed.payloadLength))
-        return act(match, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: false)
+        return act(match, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: false,
+                   charged: CompiledQoS.noMeter)
     }
 
     @inlinable
     mutating func act(_ match: RuleMatch, session: SessionHandle, qfi: UInt8, source: SourceInterface,
-                      frame: UnsafeMutableRawPointer, headroom: Int, fallback: Bool) -> PacketVerdict {
+                      frame: UnsafeMutableRawPointer, headroom: Int, fallback: Bool, charged: UInt16) -> PacketVerdict {
         let uplink = source == .access
         let qos = match.qos
-        if let qos, !(uplink ? qos.gateUplinkOpen : qos.gateDownlinkOpen) { return drop(.gateClosed) }
+        if let qos {
+            if !(uplink ? qos.gateUplinkOpen : qos.gateDownlinkOpen) { return drop(.gateClosed) }
+            // MBR: the inner packet's length (the user data the QER is about, the same whatever
+            // tunnel it came in or leaves in) against the QER's meter in this direction. A meter
+            // already charged for this packet (steer falling back to a rule with the same QER)
+            // is not charged twice.
+            if qos.meter != CompiledQoS.noMeter && qos.meter != charged
+                && !meters.conforms(slot: session.slot, meter: Int(qos.meter), uplink: uplink, bytes: parsed.payloadLength,
+                                    femtosPerByte: uplink ? qos.uplinkFemtosPerByte : qos.downlinkFemtosPerByte, now: now) {
+                return drop(.mbrExceeded)
+            }
+        }
         // The QFI a tunnel carries: the rule's QER marks it, else the packet's, else the default.
         let markedQFI = qos.map(\.qfi).flatMap { $0 == 0 ? nil : $0 } ?? (qfi != 0 ? qfi : session.defaultQFI)
 
@@ -177,7 +196,8 @@ public struct PacketProcessor: @unchecked Sendable {
                                                                           after: match.index)
                 else { return drop(.noMatchingRule) }
                 counters.count(.engineFallbackCore, bytes: parsed.payloadLength)
-                return act(next, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: true)
+                return act(next, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: true,
+                           charged: qos?.meter ?? CompiledQoS.noMeter)
             }
 
         case let .forwardN9(peer, teid):
