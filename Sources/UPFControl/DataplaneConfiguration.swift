@@ -99,7 +99,9 @@ public struct DataplaneConfiguration: Sendable, Equatable {
 
     /// The EAL argument vector (after the program name).
     public func ealArguments() -> [String] {
-        var args = ["-l", eal.lcores]
+        // "L@C" elements map lcores to CPUs (EAL's --lcores): more lcores than CPUs, e.g. two
+        // workers on a two-core machine, "0@0,1@1,2@0".
+        var args = eal.lcores.contains("@") ? ["--lcores", eal.lcores] : ["-l", eal.lcores]
         if let main = eal.mainLcore { args += ["--main-lcore", String(main)] }
         args += ["-m", String(eal.memoryMB)]
         if !eal.hugePages { args.append("--no-huge") }
@@ -113,7 +115,11 @@ public struct DataplaneConfiguration: Sendable, Equatable {
     /// The lcore ids of `eal.lcores` ("0-3", "0,2,4", "1-2,5").
     public static func parseLcoreList(_ text: String) -> [Int]? {
         var result: [Int] = []
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        for element in text.split(separator: ",", omittingEmptySubsequences: false) {
+            // "L@C": lcore L on CPU C (one CPU; CPU sets in parentheses are not taken).
+            let pieces = element.split(separator: "@", omittingEmptySubsequences: false)
+            guard pieces.count <= 2, pieces.count == 1 || (Int(pieces[1]).map { $0 >= 0 } ?? false) else { return nil }
+            let part = pieces[0]
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingPrefix(" ")) }
             guard (1...2).contains(bounds.count), let low = bounds[0], let high = bounds.last!, low >= 0, high >= low,
                   high < 1024 else { return nil }

@@ -28,8 +28,9 @@ public final class EngineHealthMonitor: @unchecked Sendable {
     private struct ProbeState {
         var next: Double = 0
         var failures: UInt32 = 0
-        /// Instances are up until their probe has failed `failures_before_down` times in a row.
-        var up = true
+        /// The first probe decides; after that an instance goes down once its probe failed
+        /// `failures_before_down` times in a row, and up again at the first success.
+        var up: Bool?
     }
     private var probes: [String: ProbeState] = [:]
     private var links: [Int: (up: Bool, at: Double)] = [:]
@@ -114,11 +115,11 @@ public final class EngineHealthMonitor: @unchecked Sendable {
                     state.up = true
                 } else {
                     state.failures += 1
-                    if state.failures >= probe.effectiveFailuresBeforeDown { state.up = false }
+                    if state.up == nil || state.failures >= probe.effectiveFailuresBeforeDown { state.up = false }
                 }
             }
             probes[key] = state
-            probeUp = state.up
+            probeUp = state.up ?? false
         }
         let unusable = instance.mac == nil ? "no_mac" : nil
         return EngineInstanceHealth(up: unusable == nil && link && (probeUp ?? true), link: link, probe: probeUp,
