@@ -263,11 +263,10 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         case .stats:
             return ControlReply(version: state.version, stats())
         case .health:
-            // An engine that is down is a problem of the service (its traffic takes the fallback).
-            var problems = degraded
-            for (id, engineState) in engineStates where engineState == "down" {
-                problems["engine:\(id)"] = "down: no instance up, fallback \(state.engines[id]?.fallback.rawValue ?? "core")"
-            }
+            // Engines down are reported (`engines`), not a degradation of upfd: their traffic
+            // takes the fallback the policy chose, and an engine without a known MAC is down by
+            // configuration.
+            let problems = degraded
             let status = problems.isEmpty ? "ok" : "degraded"
             var fields: [(String, JSONValue)] = [
                 ("status", .string(status)),
