@@ -37,10 +37,33 @@ public protocol DatapathTables: AnyObject {
     var memoryBytes: Int { get }
     /// Engines that left the policy with an applied batch.
     func enginesRemoved(_ ids: [String])
+    /// Liveness of engine `id`'s instances (policy order) as health checks found it; nil: the
+    /// engine is gone, forget it. Instances marked down are not steered to.
+    func setEngineHealth(_ id: String, up: [Bool]?)
 }
 
 extension DatapathTables {
     public func enginesRemoved(_ ids: [String]) {}
+    public func setEngineHealth(_ id: String, up: [Bool]?) {}
+}
+
+/// One engine instance as the health checks see it (`ControlCore.reportEngineHealth`).
+public struct EngineInstanceHealth: Sendable, Equatable {
+    /// Steered to: usable (an engine port, a MAC), link up and probe passing.
+    public var up: Bool
+    /// The engine port's link state; nil when the instance's port is not an engine port.
+    public var link: Bool?
+    /// The probe's verdict; nil without a probe.
+    public var probe: Bool?
+    /// Why it is not usable regardless of link and probe (`no_engine_port`, `no_mac`), or nil.
+    public var unusable: String?
+
+    public init(up: Bool, link: Bool?, probe: Bool?, unusable: String? = nil) {
+        self.up = up
+        self.link = link
+        self.probe = probe
+        self.unusable = unusable
+    }
 }
 
 /// The running data path as the control plane reports it (`health`, `stats`). Called on the
@@ -98,6 +121,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     private let tables: any DatapathTables
     private let store: StateStore?
     private var engineStates: [String: String] = [:]
+    /// The last health report per engine (instances in policy order at the time).
+    private var engineHealth: [String: [EngineInstanceHealth]] = [:]
     private var sortedSEIDs: [UInt64]?
     private var degraded: [String: String] = [:]
     private var loaded = false
@@ -265,6 +290,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
                 .object([
                     ("id", .string(engine.id)),
                     ("state", .string(engineStates[engine.id] ?? "configured")),
+                    ("instances", .array(instanceStates(engine))),
                     ("sessions", .int(state.seids(usingEngine: engine.id).count)),
                     ("engine", Self.raw { $0.engine(engine) }),
                 ])
@@ -281,14 +307,19 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
                 ("counters", sessionCounters(session) ?? .string("not_running")),
             ])
         case .health:
-            let status = degraded.isEmpty ? "ok" : "degraded"
+            // Engines down are reported (`engines`), not a degradation of upfd: their traffic
+            // takes the fallback the policy chose, and an engine without a known MAC is down by
+            // configuration.
+            let problems = degraded
+            let status = problems.isEmpty ? "ok" : "degraded"
             var fields: [(String, JSONValue)] = [
                 ("status", .string(status)),
                 ("control", .string("running")),
                 ("datapath", .string(datapath?.status ?? "not_running")),
+                ("engines", .object(state.engines.keys.sorted().map { ($0, .string(engineStates[$0] ?? "configured")) })),
             ]
-            if !degraded.isEmpty {
-                fields.append(("problems", .object(degraded.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
+            if !problems.isEmpty {
+                fields.append(("problems", .object(problems.sorted { $0.key < $1.key }.map { ($0.key, .string($0.value)) })))
             }
             return ControlReply(version: state.version, fields)
         case .version:
@@ -434,6 +465,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         if !delta.deletedEngines.isEmpty { tables.enginesRemoved(delta.deletedEngines) }
         for id in delta.deletedEngines {
             engineStates[id] = nil
+            engineHealth[id] = nil
+            tables.setEngineHealth(id, up: nil)
             bus.publish(.engineState(id: id, state: "removed"))
         }
         bus.publish(.policyApplied(version: next.version, sessions: next.sessionCount, engines: next.engines.count))
@@ -581,6 +614,48 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         loop.submit { .object([("version", .int(self.state.version))] + self.stats()) }
     }
 
+    // MARK: Engine health
+
+    /// What the health checks need of each engine in force: its instances and probe.
+    public func engineHealthTargets() -> EventLoopFuture<[Engine]> {
+        loop.submit { self.state.engines.values.sorted { $0.id < $1.id } }
+    }
+
+    /// A health check's finding for engine `id` (instances in the order of `engine`, which is
+    /// the policy's at the time of the check): marks the instances up or down in the data path
+    /// and, when the engine as a whole changed (up: some instance up), publishes `engine_state`.
+    public func reportEngineHealth(id: String, engine: Engine, instances: [EngineInstanceHealth]) {
+        loop.execute {
+            // The engine changed or left meanwhile: the next check reports on what is in force.
+            guard self.loaded, self.state.engines[id] == engine, instances.count == engine.instances.count else { return }
+            self.engineHealth[id] = instances
+            self.tables.setEngineHealth(id, up: instances.map(\.up))
+            let next = instances.contains(where: \.up) ? "up" : "down"
+            if self.engineStates[id] != next {
+                self.logger.notice("engine state changed", metadata: [
+                    "engine": "\(id)", "state": "\(next)", "from": "\(self.engineStates[id] ?? "configured")"])
+                self.engineStates[id] = next
+                self.bus.publish(.engineState(id: id, state: next))
+            }
+        }
+    }
+
+    private func instanceStates(_ engine: Engine) -> [JSONValue] {
+        let health = engineHealth[engine.id].flatMap { $0.count == engine.instances.count ? $0 : nil }
+        return engine.instances.enumerated().map { i, instance in
+            var fields: [(String, JSONValue)] = [("address", .string(instance.address)), ("port", .string(instance.port))]
+            guard let h = health?[i] else {
+                fields.append(("state", .string("configured")))
+                return .object(fields)
+            }
+            fields.append(("state", .string(h.up ? "up" : "down")))
+            fields.append(("link", h.link.map { .string($0 ? "up" : "down") } ?? .null))
+            fields.append(("probe", h.probe.map { .string($0 ? "up" : "down") } ?? .string("none")))
+            if let reason = h.unusable { fields.append(("unusable", .string(reason))) }
+            return .object(fields)
+        }
+    }
+
     private func stats() -> [(String, JSONValue)] {
         let m = metrics.snapshot
         let uptime = ContinuousClock.now - startedAt
@@ -589,6 +664,7 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             ("datapath", datapath?.statistics() ?? .string("not_running")),
             ("sessions", .int(state.sessionCount)),
             ("engines", .int(state.engines.count)),
+            ("engine_states", .object(state.engines.keys.sorted().map { ($0, .string(engineStates[$0] ?? "configured")) })),
             ("applications", .int(state.applications.count)),
             ("policy_version", .int(state.version)),
             ("table", .object([

@@ -33,6 +33,8 @@ public final class DatapathSessionTables: DatapathTables {
     /// a different evaluation order (or are other rules): rule counters are kept by position, so
     /// the observer records a baseline and reports counts since then.
     public var rulesReordered: ((Int) -> Void)?
+    /// Health checks' verdict per engine id and instance (absent: up).
+    private var engineHealth: [String: [Bool]] = [:]
 
     /// An engine as the data path's directory holds it.
     public struct EngineEntry: Sendable, Equatable {
@@ -126,10 +128,27 @@ public final class DatapathSessionTables: DatapathTables {
         for action in session.actions {
             guard let id = action.kind.engine, let index = indices[id], let engine = context.engines[id],
                   index < directory.capacity, publishedEngines[index] != engine else { continue }
-            let entry = resolve(engine)
+            var entry = resolve(engine)
+            // A re-published engine keeps what health checks found (until they report again).
+            if let health = engineHealth[id], health.count == entry.instances.count {
+                for i in entry.instances.indices where !health[i] { entry.instances[i].up = false }
+            }
             directory.set(index, instances: Array(entry.instances.prefix(EngineDirectory.maxInstances)),
                           fallbackDrop: entry.fallbackDrop)
             publishedEngines[index] = engine
+        }
+    }
+
+    public func setEngineHealth(_ id: String, up: [Bool]?) {
+        guard let up else {
+            engineHealth[id] = nil
+            return
+        }
+        engineHealth[id] = up
+        guard let (directory, _) = engineDirectory, let index = engineIndices[id], index < directory.capacity,
+              publishedEngines[index] != nil else { return }
+        for (i, isUp) in up.prefix(EngineDirectory.maxInstances).enumerated() {
+            directory.setUp(index, instance: i, up: isUp)
         }
     }
 

@@ -90,7 +90,23 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         public var expirySeconds: Double = 90
     }
 
+    /// QoS enforcement.
+    public struct QoS: Sendable, Equatable {
+        /// MBR burst tolerance: how far (in time) a meter's schedule may run ahead of real time,
+        /// so that a sender at the rate whose packets arrive bunched (RX bursts, scheduling
+        /// jitter upstream) is not cut. At rate R about R × burst more bytes pass in a burst.
+        public var burstMilliseconds: Double = 10
+    }
+
+    /// Engine health checks (probes are configured per engine in the policy).
+    public struct Health: Sendable, Equatable {
+        /// How often each engine port's link state is read; 0 = never (links count as up).
+        public var linkIntervalMilliseconds = 500
+    }
+
     public var eal = EAL()
+    public var qos = QoS()
+    public var health = Health()
     public var ports: [Port] = DataplaneConfiguration.defaultPorts
     public var gtpu = PathManagement()
     public var neighbors = Neighbors()
@@ -104,7 +120,9 @@ public struct DataplaneConfiguration: Sendable, Equatable {
 
     /// The EAL argument vector (after the program name).
     public func ealArguments() -> [String] {
-        var args = ["-l", eal.lcores]
+        // "L@C" elements map lcores to CPUs (EAL's --lcores): more lcores than CPUs, e.g. two
+        // workers on a two-core machine, "0@0,1@1,2@0".
+        var args = eal.lcores.contains("@") ? ["--lcores", eal.lcores] : ["-l", eal.lcores]
         if let main = eal.mainLcore { args += ["--main-lcore", String(main)] }
         args += ["-m", String(eal.memoryMB)]
         if !eal.hugePages { args.append("--no-huge") }
@@ -118,7 +136,11 @@ public struct DataplaneConfiguration: Sendable, Equatable {
     /// The lcore ids of `eal.lcores` ("0-3", "0,2,4", "1-2,5").
     public static func parseLcoreList(_ text: String) -> [Int]? {
         var result: [Int] = []
-        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+        for element in text.split(separator: ",", omittingEmptySubsequences: false) {
+            // "L@C": lcore L on CPU C (one CPU; CPU sets in parentheses are not taken).
+            let pieces = element.split(separator: "@", omittingEmptySubsequences: false)
+            guard pieces.count <= 2, pieces.count == 1 || (Int(pieces[1]).map { $0 >= 0 } ?? false) else { return nil }
+            let part = pieces[0]
             let bounds = part.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingPrefix(" ")) }
             guard (1...2).contains(bounds.count), let low = bounds[0], let high = bounds.last!, low >= 0, high >= low,
                   high < 1024 else { return nil }
@@ -212,6 +234,12 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         guard neighbors.expirySeconds.isFinite, neighbors.expirySeconds > neighbors.refreshSeconds, neighbors.expirySeconds <= 86_400 else {
             throw fail("neighbors.expiry_s", "must be above neighbors.refresh_s and at most 86400")
         }
+        guard (0...3_600_000).contains(health.linkIntervalMilliseconds) else {
+            throw fail("health.link_interval_ms", "must be in 0...3600000")
+        }
+        guard qos.burstMilliseconds.isFinite, (0...60_000).contains(qos.burstMilliseconds) else {
+            throw fail("qos.burst_ms", "must be in 0...60000")
+        }
     }
 
     /// The worker lcores (checked).
@@ -266,6 +294,24 @@ extension DataplaneConfiguration.Port: Decodable {
         nextHopMAC = try c.decodeIfPresent(String.self, forKey: ConfigKey("next_hop_mac"))
         nextHop = try c.decodeIfPresent(String.self, forKey: ConfigKey("next_hop"))
         ringSize = try c.decodeIfPresent(Int.self, forKey: ConfigKey("ring_size")) ?? ringSize
+    }
+}
+
+extension DataplaneConfiguration.QoS: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["burst_ms"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        burstMilliseconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("burst_ms")) ?? burstMilliseconds
+    }
+}
+
+extension DataplaneConfiguration.Health: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["link_interval_ms"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        linkIntervalMilliseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("link_interval_ms")) ?? linkIntervalMilliseconds
     }
 }
 

@@ -278,14 +278,16 @@ final class PolicyJSONReader {
         return EngineInstance(port: port, address: try field(o, "address", string), mac: try optionalField(o, "mac", string))
     }
 
-    static let engineProbeKeys: [StaticString] = ["kind", "port", "path", "interval_ms"]
+    static let engineProbeKeys: [StaticString] = ["kind", "port", "path", "interval_ms", "timeout_ms", "failures_before_down"]
 
     func engineProbe(_ node: Int) throws(Failure) -> EngineProbe {
         let o = try object(node, known: Self.engineProbeKeys)
         let kind: EngineProbe.Kind = try field(o, "kind", enumeration)
         let port: UInt16 = try field(o, "port", integer)
         let path = try optionalField(o, "path", string)
-        return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(o, "interval_ms", integer))
+        return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(o, "interval_ms", integer),
+                           timeoutMs: try optionalField(o, "timeout_ms", integer),
+                           failuresBeforeDown: try optionalField(o, "failures_before_down", integer))
     }
 
     static let applicationKeys: [StaticString] = ["id", "destination_prefixes", "destination_ports", "protocol"]
@@ -565,10 +567,12 @@ struct PolicyJSONWriter {
     mutating func engineProbe(_ p: EngineProbe) {
         var first = true
         raw("{")
+        if let failures = p.failuresBeforeDown { key("failures_before_down", first: &first); integer(failures) }
         key("interval_ms", first: &first); integer(p.intervalMs)
         key("kind", first: &first); string(p.kind.rawValue)
         if let path = p.path { key("path", first: &first); string(path) }
         key("port", first: &first); integer(p.port)
+        if let timeout = p.timeoutMs { key("timeout_ms", first: &first); integer(timeout) }
         raw("}")
     }
 

@@ -89,6 +89,10 @@ public struct ServiceConfiguration: Sendable, Equatable {
           retry_ms: 1000                   # between requests while unresolved or refreshing
           refresh_s: 30                    # ask again when not heard from for this long
           expiry_s: 90                     # forget (drop as next_hop_unresolved) after this long
+        qos:
+          burst_ms: 10                     # MBR burst tolerance (GCRA): how far ahead of the rate a meter may run
+        health:
+          link_interval_ms: 500            # how often engine ports' link state is read (0 = never)
 
         """
 
@@ -216,7 +220,7 @@ func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
 extension ServiceConfiguration: Decodable {
     public init(from decoder: any Decoder) throws {
         try rejectUnknown(decoder, ["control", "metrics", "state_file", "limits", "log_level", "eal", "ports", "workers", "mbufs",
-                                    "rule_counters_per_session", "gtpu", "neighbors"])
+                                    "rule_counters_per_session", "gtpu", "neighbors", "qos", "health"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         control = try c.decodeIfPresent(Control.self, forKey: ConfigKey("control")) ?? Control()
@@ -242,6 +246,10 @@ extension ServiceConfiguration: Decodable {
         dataplane.gtpu = try c.decodeIfPresent(DataplaneConfiguration.PathManagement.self, forKey: ConfigKey("gtpu")) ?? dataplane.gtpu
         dataplane.neighbors = try c.decodeIfPresent(DataplaneConfiguration.Neighbors.self, forKey: ConfigKey("neighbors"))
             ?? dataplane.neighbors
+        if let qos = try c.decodeIfPresent(DataplaneConfiguration.QoS.self, forKey: ConfigKey("qos")) { dataplane.qos = qos }
+        if let health = try c.decodeIfPresent(DataplaneConfiguration.Health.self, forKey: ConfigKey("health")) {
+            dataplane.health = health
+        }
         dataplane.mbufs = try c.decodeIfPresent(Int.self, forKey: ConfigKey("mbufs")) ?? dataplane.mbufs
         dataplane.ruleCountersPerSession = try c.decodeIfPresent(Int.self, forKey: ConfigKey("rule_counters_per_session"))
             ?? dataplane.ruleCountersPerSession

@@ -117,6 +117,7 @@ public final class DatapathWorker: @unchecked Sendable {
         let queueCount = queues.count
         let txQueue = self.txQueue
         let drainCycles = UInt64(tuning.drainMicroseconds) &* cdpdk_tsc_hz() / 1_000_000
+        let clock = MeterClock(cyclesPerSecond: cdpdk_tsc_hz())
         let reader = processor.reader
         // A local copy: a mutating call on a class property would be checked for exclusive access per packet.
         var processor = self.processor
@@ -167,7 +168,7 @@ public final class DatapathWorker: @unchecked Sendable {
         reader.online()
         while !stopRequested.load(ordering: .relaxed) {
             let roundStart = cdpdk_rdtsc()
-            processor.now = roundStart
+            processor.ticks = roundStart
             if let resolver, roundStart >= nextResolve {
                 nextResolve = roundStart &+ resolveCycles
                 resolveNextHops(resolver.table, pool: resolver.pool, now: roundStart)
@@ -180,6 +181,9 @@ public final class DatapathWorker: @unchecked Sendable {
                 q &+= 1
                 if n == 0 { continue }
                 received &+= n
+                // The arrival time of this burst, for the MBR meters (real time: the rate a
+                // sender offers is measured in it).
+                processor.now = clock.nanoseconds(cdpdk_rdtsc())
                 var drops = 0
                 var rxBytes = 0
                 var i = 0

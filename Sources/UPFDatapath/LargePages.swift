@@ -39,7 +39,8 @@ struct LargeBlock {
             mapped = false
         }
         // Fault every page in now (zeroing a fresh mapping is also what binds it).
-        base.initializeMemory(as: UInt8.self, repeating: 0, count: self.byteCount)
+        // memset: the same zeroes, without a per-byte loop in debug builds (startup time).
+        memset(base, 0, self.byteCount)
     }
 
     func free() {

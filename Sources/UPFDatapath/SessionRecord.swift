@@ -48,7 +48,8 @@ struct SessionRecord {
     @usableFromInline var defaultQFI: UInt8                  // 124
     /// Free (keeps the size at 128).
     @usableFromInline var spare8: UInt8 = 0                  // 125
-    @usableFromInline var spare16: UInt16 = 0                // 126
+    /// Entries at `qos` (the control thread compares versions' QERs to reset their meters).
+    @usableFromInline var qosCount: UInt16 = 0               // 126
 
     @usableFromInline static let hasIPv4: UInt8 = 1
     @usableFromInline static let hasIPv6: UInt8 = 2

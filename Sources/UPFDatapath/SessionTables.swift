@@ -105,6 +105,9 @@ public final class SessionTables: @unchecked Sendable {
     /// slot is reused only after reclamation (spare slots cover the wait, like spare records).
     /// Size per-session arrays (counters, meters) with this.
     public var slotCount: Int { recordCount }
+    /// The MBR meters indexed by this table's slots (`resetMeters`); set once before the first
+    /// put by whoever runs the data path.
+    public var meters: MeterTable?
     public let readerCount: Int
     /// Live sessions.
     public private(set) var count = 0
@@ -478,6 +481,7 @@ public final class SessionTables: @unchecked Sendable {
         }
         generation &+= 1
         write(s, into: r, slot: slot)
+        resetMeters(of: s, slot: Int(slot), previous: plan.oldRecord)
 
         // Publish: replace the old version's cells in place where the key is unchanged, insert
         // new keys, then unlink keys the new version no longer has.
@@ -514,6 +518,27 @@ public final class SessionTables: @unchecked Sendable {
         } else {
             seidInsert(s.seid, record: r, slot: slot)
             count += 1
+        }
+    }
+
+    /// Restarts the MBR meters a new version cannot inherit, before it is published: all of a
+    /// slot a session newly takes, and those of a replaced session whose QER (id or rates)
+    /// assigned to the meter changed. (A worker still on the previous version may charge a
+    /// reset meter with the old rate until its next quiescent point: at most a burst.)
+    func resetMeters(of s: CompiledSession, slot: Int, previous: Int?) {
+        guard let meters else { return }
+        guard let old = previous else {
+            meters.reset(slot: slot)
+            return
+        }
+        let oldQoS = records[old].qos.map { UnsafeBufferPointer(start: $0, count: Int(records[old].qosCount)) }
+            ?? UnsafeBufferPointer(start: nil, count: 0)
+        for m in 0..<CompiledQoS.maxMetersPerSession {
+            let before = oldQoS.first { Int($0.meter) == m }
+            let after = s.qos.first { Int($0.meter) == m }
+            let same = before?.id == after?.id && before?.mbrUplinkKbps == after?.mbrUplinkKbps
+                && before?.mbrDownlinkKbps == after?.mbrDownlinkKbps
+            if !same { meters.reset(slot: slot, meter: m) }
         }
     }
 
@@ -578,6 +603,7 @@ public final class SessionTables: @unchecked Sendable {
             _ = copy(s.prefixes, at: prefixesAt)
             _ = copy(s.rules, at: rulesAt)
             rec.qos = copy(s.qos, at: qosAt)
+            rec.qosCount = UInt16(truncatingIfNeeded: s.qos.count)
             rec.counters = copy(s.counters, at: countersAt)
             rec.block = UnsafeRawPointer(block)
             rec.blockBytes = UInt32(total)

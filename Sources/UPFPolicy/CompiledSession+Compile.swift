@@ -104,12 +104,25 @@ private struct CompiledSessionBuilder {
 
         // QERs and URRs keep their order; rules name them by index.
         var qosIndex: [UInt32: UInt16] = [:]
+        var meters = 0
         for q in s.qos {
             guard out.qos.count < Int(CompiledRule.noQoS) else { note("more QoS entries than 65535: rest ignored"); break }
             if qosIndex[q.id] != nil { note("qos id \(q.id) repeated: the first is used") } else { qosIndex[q.id] = UInt16(out.qos.count) }
+            // Each QER with an MBR is its own meter (one per direction): meters are numbered in
+            // list order over those QERs only.
+            var meter = CompiledQoS.noMeter
+            if q.mbrUplinkKbps != nil || q.mbrDownlinkKbps != nil {
+                if meters < CompiledQoS.maxMetersPerSession {
+                    meter = UInt16(meters)
+                    meters += 1
+                } else {
+                    note("qos id \(q.id): more than \(CompiledQoS.maxMetersPerSession) QERs with an MBR: not enforced")
+                }
+            }
             out.qos.append(CompiledQoS(id: q.id, gateUplinkOpen: q.gateUplink == .open,
                                        gateDownlinkOpen: q.gateDownlink == .open, qfi: q.qfi ?? 0,
-                                       mbrUplinkKbps: q.mbrUplinkKbps ?? .max, mbrDownlinkKbps: q.mbrDownlinkKbps ?? .max))
+                                       mbrUplinkKbps: q.mbrUplinkKbps ?? .max, mbrDownlinkKbps: q.mbrDownlinkKbps ?? .max,
+                                       meter: meter))
         }
         var counterIndex: [UInt32: UInt16] = [:]
         for u in s.counters {

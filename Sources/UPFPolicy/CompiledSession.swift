@@ -115,19 +115,45 @@ public struct CompiledQoS: Sendable, Equatable, Hashable {
     public var gateDownlinkOpen: Bool
     /// 0 = none (use the session's default QFI).
     public var qfi: UInt8
+    /// Which of the session's meters enforces this QER's MBRs (0..<`maxMetersPerSession`, dense
+    /// over the session's QERs that have an MBR, in `Session.qos` order); `noMeter` = no MBR.
+    public var meter: UInt16
     public var mbrUplinkKbps: UInt64
     public var mbrDownlinkKbps: UInt64
+    /// The MBRs as the data path's meters use them: the time one byte takes at the rate, in
+    /// femtoseconds (8e12 / kbps), precomputed so that metering a packet is a multiplication,
+    /// not a division. 0 = no limit in that direction.
+    public var uplinkFemtosPerByte: UInt64
+    public var downlinkFemtosPerByte: UInt64
+
+    public static let noMeter: UInt16 = 0xFFFF
+    /// QERs with an MBR per session: the data path keeps this many meters per session slot
+    /// (uplink and downlink each: one cache line per session), validation refuses more.
+    public static let maxMetersPerSession = 4
 
     @inlinable
     public init(id: UInt32, gateUplinkOpen: Bool = true, gateDownlinkOpen: Bool = true, qfi: UInt8 = 0,
-                mbrUplinkKbps: UInt64 = .max, mbrDownlinkKbps: UInt64 = .max) {
+                mbrUplinkKbps: UInt64 = .max, mbrDownlinkKbps: UInt64 = .max, meter: UInt16 = CompiledQoS.noMeter) {
         self.id = id
         self.gateUplinkOpen = gateUplinkOpen
         self.gateDownlinkOpen = gateDownlinkOpen
         self.qfi = qfi
+        self.meter = meter
         self.mbrUplinkKbps = mbrUplinkKbps
         self.mbrDownlinkKbps = mbrDownlinkKbps
+        uplinkFemtosPerByte = CompiledQoS.femtosPerByte(kbps: mbrUplinkKbps)
+        downlinkFemtosPerByte = CompiledQoS.femtosPerByte(kbps: mbrDownlinkKbps)
     }
+
+    /// 8 bits × 10^15 fs/s ÷ (kbps × 1000 bit/s); 0 for no limit (and for rates beyond 8 Pbit/s,
+    /// where a byte takes less than a femtosecond).
+    @inlinable
+    public static func femtosPerByte(kbps: UInt64) -> UInt64 {
+        kbps == .max || kbps == 0 ? 0 : 8_000_000_000_000 / kbps
+    }
+
+    /// True when a meter enforces an MBR of this QER.
+    @inlinable public var metered: Bool { meter != CompiledQoS.noMeter }
 }
 
 extension SourceInterface {

@@ -147,17 +147,32 @@ public struct EngineProbe: Codable, Sendable, Equatable {
     /// HTTP only: the path to GET (starts with `/`).
     public var path: String?
     public var intervalMs: UInt32
+    /// How long one probe may take (connect, and for http the answer); nil = the default,
+    /// `min(interval_ms, 1000)`. At most `interval_ms`.
+    public var timeoutMs: UInt32?
+    /// Consecutive failed probes before an instance is taken down; nil = 3. One success brings
+    /// it back.
+    public var failuresBeforeDown: UInt32?
 
-    public init(kind: Kind, port: UInt16, path: String? = nil, intervalMs: UInt32) {
+    public init(kind: Kind, port: UInt16, path: String? = nil, intervalMs: UInt32, timeoutMs: UInt32? = nil,
+                failuresBeforeDown: UInt32? = nil) {
         self.kind = kind
         self.port = port
         self.path = path
         self.intervalMs = intervalMs
+        self.timeoutMs = timeoutMs
+        self.failuresBeforeDown = failuresBeforeDown
     }
+
+    public static let defaultFailuresBeforeDown: UInt32 = 3
+    public var effectiveTimeoutMs: UInt32 { timeoutMs ?? min(intervalMs, 1000) }
+    public var effectiveFailuresBeforeDown: UInt32 { failuresBeforeDown ?? EngineProbe.defaultFailuresBeforeDown }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case kind, port, path
         case intervalMs = "interval_ms"
+        case timeoutMs = "timeout_ms"
+        case failuresBeforeDown = "failures_before_down"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -167,6 +182,8 @@ public struct EngineProbe: Codable, Sendable, Equatable {
         port = try c.integer(UInt16.self, .port)
         path = try c.decodeIfPresent(String.self, forKey: .path)
         intervalMs = try c.integer(UInt32.self, .intervalMs)
+        timeoutMs = try c.integerIfPresent(UInt32.self, .timeoutMs)
+        failuresBeforeDown = try c.integerIfPresent(UInt32.self, .failuresBeforeDown)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -175,6 +192,8 @@ public struct EngineProbe: Codable, Sendable, Equatable {
         try c.encode(port, forKey: .port)
         try c.encodeIfPresent(path, forKey: .path)
         try c.encode(intervalMs, forKey: .intervalMs)
+        try c.encodeIfPresent(timeoutMs, forKey: .timeoutMs)
+        try c.encodeIfPresent(failuresBeforeDown, forKey: .failuresBeforeDown)
     }
 }
 

@@ -230,6 +230,14 @@ enum Check {
                 throw fail(Code.outOfRange, join(p(), "interval_ms"),
                            "probe interval \(probe.intervalMs) ms is out of range 10...3600000")
             }
+            if let timeout = probe.timeoutMs, !(1...probe.intervalMs).contains(timeout) {
+                throw fail(Code.outOfRange, join(p(), "timeout_ms"),
+                           "probe timeout \(timeout) ms is out of range 1...\(probe.intervalMs) (at most interval_ms)")
+            }
+            if let failures = probe.failuresBeforeDown, !(1...100).contains(failures) {
+                throw fail(Code.outOfRange, join(p(), "failures_before_down"),
+                           "failures_before_down \(failures) is out of range 1...100")
+            }
             switch probe.kind {
             case .http:
                 guard let probePath = probe.path else {
@@ -332,9 +340,17 @@ enum Check {
                 break
             }
         }
+        var metered = 0
         for (i, q) in s.qos.enumerated() {
             func p() -> String { element(path(), "qos", i) }
             if let value = q.qfi { try qfi(value, join(p(), "qfi")) }
+            if q.mbrUplinkKbps != nil || q.mbrDownlinkKbps != nil {
+                metered += 1
+                if metered > CompiledQoS.maxMetersPerSession {
+                    throw fail(Code.tableFull, p(), "session \(s.seid) has more than \(CompiledQoS.maxMetersPerSession) QERs "
+                               + "with an MBR (the data path keeps \(CompiledQoS.maxMetersPerSession) meters per session)")
+                }
+            }
             if q.mbrUplinkKbps == 0 {
                 throw fail(Code.outOfRange, join(p(), "mbr_uplink_kbps"), "an MBR of 0 is out of range: close the gate instead")
             }

@@ -40,6 +40,7 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public let portTable: PortTable
     public let engines: EngineDirectory
     public let counters: DatapathCounters
+    public let meters: MeterTable
     public let tables: SessionTables
     public let sessionTables: DatapathSessionTables
     public let workers: [DatapathWorker]
@@ -156,6 +157,10 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             }
             let sessions = SessionTables(capacity: service.limits.maxSessions, readers: workerCount)
             tables = sessions
+            let meterTable = MeterTable(slots: sessions.slotCount,
+                                        toleranceNanoseconds: UInt64(configuration.qos.burstMilliseconds * 1_000_000))
+            sessions.meters = meterTable
+            meters = meterTable
             let directory = EngineDirectory(capacity: max(1, service.limits.maxEngines))
             engines = directory
             let layout = CounterLayout(sessionSlots: sessions.slotCount, rulesPerSession: configuration.ruleCountersPerSession,
@@ -190,7 +195,7 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             workers = (0..<workerCount).map { w in
                 let processor = PacketProcessor(reader: sessions.reader(w), ports: table, engines: directory,
                                                 counters: allCounters.block(w), neighbors: neighborTable,
-                                                events: queues[w], errorIndications: limiters[w])
+                                                events: queues[w], errorIndications: limiters[w], meters: meterTable)
                 return DatapathWorker(index: w, processor: processor, queues: assignment[w], portIDs: ids,
                                       txQueue: UInt16(w), tuning: tuning,
                                       resolver: resolves && w == 0 ? (neighborTable, mbufPool) : nil)

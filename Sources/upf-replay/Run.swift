@@ -118,6 +118,9 @@ struct Run: ParsableCommand {
         service.core.datapath = dataplane
         var outcome: ReplayOutcome?
         var failure: Error?
+        let health = EngineHealthMonitor(dataplane: dataplane, core: service.core,
+                                         linkIntervalMilliseconds: settings.dataplane.health.linkIntervalMilliseconds,
+                                         logger: logger)
         do {
             try service.core.load().wait()
             if let loadedPolicy {
@@ -128,6 +131,7 @@ struct Run: ParsableCommand {
                 }
             }
             try dataplane.start()
+            health.start()
             if socket != nil { try service.server.start() }
             try service.metricsServer?.start()
             outcome = try dataplane.replay(input, rate: rate, writers: writers, decode: expectations != nil,
@@ -138,6 +142,7 @@ struct Run: ParsableCommand {
         } catch {
             failure = error
         }
+        health.stop()
         let statistics = DatapathStatistics(dataplane: dataplane)
         service.stop(writeSnapshot: false)
         var stopError: Error?

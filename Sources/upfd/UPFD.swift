@@ -112,11 +112,16 @@ struct UPFD: ParsableCommand {
             return source
         }
 
+        let health = EngineHealthMonitor(dataplane: dataplane, core: service.core,
+                                         linkIntervalMilliseconds: settings.dataplane.health.linkIntervalMilliseconds,
+                                         logger: logger)
         do {
             try dataplane.start()
+            health.start()
             try service.server.start()
             try service.metricsServer?.start()
         } catch {
+            health.stop()
             service.stop()
             try? dataplane.stop()
             fail("\(error)")
@@ -128,6 +133,7 @@ struct UPFD: ParsableCommand {
         ])
         stopped.wait()
         // Close the socket first (no change can arrive for a stopping data path), then drain.
+        health.stop()
         service.stop()
         sources.forEach { $0.cancel() }
         do {

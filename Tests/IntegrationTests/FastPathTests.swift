@@ -547,6 +547,8 @@ struct FastPathCase {
         var answered: Int?
         var flood: Int?
         var rate_per_peer: Int?
+        var rate: Double?
+        var limit_pps: Double?
 
         func frame(tag: Int) -> Frame? { frames.first { $0.tag == tag } }
         func tags(outcome: String) -> [Int] { tags(outcomes: [outcome]) }
@@ -560,10 +562,11 @@ struct FastPathCase {
     let manifest: Manifest
     var outputDirectory: URL { directory.appendingPathComponent("out") }
 
-    init(_ name: String) throws {
+    init(_ name: String, environment: [String: String]? = nil) throws {
         self.name = name
         directory = try Paths.temporaryDirectory()
-        let generated = try runProcess(FastPathTests.python, [FastPathTests.generator.path, name, directory.path], timeout: 120)
+        let generated = try runProcess(FastPathTests.python, [FastPathTests.generator.path, name, directory.path], timeout: 120,
+                                       environment: environment)
         guard generated.status == 0 else {
             try? FileManager.default.removeItem(at: directory)
             throw UpfdTestError("fastpath_cases.py \(name) failed: \(generated.stderr)")

@@ -73,11 +73,11 @@ class Case:
         config_path = os.path.join(self.outdir, "config.yaml")
         if self.config is None:
             shutil.copyfile(os.path.join(ROOT, "Configs/replay/fastpath.yaml"), config_path)
-            if self.config_extra:
-                with open(config_path, "a") as f:
-                    f.write("\n" + self.config_extra)
         else:
             dump(self.config, config_path)
+        if self.config_extra:
+            with open(config_path, "a") as f:
+                f.write("\n" + self.config_extra)
         dump(policy, os.path.join(self.outdir, "policy.yaml"))
         for port, frames in self.frames.items():
             name = "in-%s.pcap" % port
@@ -702,9 +702,72 @@ def case_next_hop_arp(c):
     c.write(policy, None, count=20)
 
 
+MBR_KBPS = 2000            # 250 packets/s of 1000-byte inner packets
+MBR_INNER_BYTES = 1000
+MBR_SECONDS = 3.0
+MBR_BURST_MS = 50
+
+
+def mbr_case(direction, factor):
+    """QoS MBR. One session whose rules all name QERs with an MBR of 2000 kbit/s: qos 1 limits
+    the uplink (access -> n6), qos 2 the downlink of both the core rule and the engine rule (one
+    meter, keyed by the session's slot, QER and direction). The inner packets are 1000 bytes
+    (what the meter counts), so the limit is 250 packets/s; the case offers `factor` x that for
+    3 s, at a real rate (`upf-replay run --rate`, in the manifest). Uplink comes on n3 (one
+    worker); downlink alternates between core (N6) and engines, two ports that the replay gives
+    to two workers when it runs with two: both charge the same meter."""
+    def build(c):
+        c.config_extra = "qos:\n  burst_ms: %d\n" % MBR_BURST_MS
+        session = session1(
+            [access_rule(1, action=1, qos=1),
+             {"id": 2, "precedence": 100, "source": "core", "action": 2, "qos": 2},
+             {"id": 3, "precedence": 100, "source": "engine", "action": 2, "qos": 2}],
+            [{"id": 1, "type": "n6"}, {"id": 2, "type": "n3"}],
+            qos=[{"id": 1, "mbr_uplink_kbps": MBR_KBPS}, {"id": 2, "mbr_downlink_kbps": MBR_KBPS, "qfi": 7}])
+        limit_pps = MBR_KBPS * 1000 / 8 / MBR_INNER_BYTES
+        rate = limit_pps * factor
+        count = int(round(rate * MBR_SECONDS))
+        for tag in range(1, count + 1):
+            if direction == "uplink":
+                inner = udp4(tag % 65536, dport=443, size=MBR_INNER_BYTES - 28)
+                c.add("n3", gpdu(inner, qfi=9), tag=tag, outcome="core-or-mbr_exceeded")
+            else:
+                port = "core" if tag % 2 else "engines"
+                src = "198.51.100.9" if port == "core" else LLM_IP
+                inner = udp4(tag % 65536, src=src, dst=UE1, sport=443, dport=40000, size=MBR_INNER_BYTES - 28)
+                src_mac, dst_mac = (CORE_NEXT_HOP_MAC, CORE_MAC) if port == "core" else (LLM_MAC, ENGINES_MAC)
+                c.add(port, plain(inner, src_mac, dst_mac), tag=tag, outcome="n3-or-mbr_exceeded")
+        c.write({"engines": [ENGINE_LLM], "sessions": [session]}, None, count=count, rate=rate, limit_pps=limit_pps,
+                burst_ms=MBR_BURST_MS, seconds=MBR_SECONDS)
+    return build
+
+
+def case_health(c):
+    """Engine health. Engine llm has one instance at 127.0.0.1 whose TCP probe port (the
+    PROBE_PORT environment variable: the test picks a free one) nobody listens on at first;
+    fallback drop. One uplink flow steered to it at a paced rate for ~10 s: the test watches
+    engine.list through the replay's socket, then starts a listener on the port."""
+    probe_port = int(os.environ.get("PROBE_PORT", "19999"))
+    engine = {"id": "llm", "instances": [{"port": "engines", "address": "127.0.0.1", "mac": LLM_MAC}],
+              "fallback": "drop",
+              "probe": {"kind": "tcp", "port": probe_port, "interval_ms": 100, "timeout_ms": 50, "failures_before_down": 2}}
+    session = session1([access_rule(1, action=1, precedence=10), access_rule(2, action=2, precedence=100)],
+                       [{"id": 1, "type": "steer", "engine": "llm"}, dict(id=2, **N9)])
+    count = 1000
+    for tag in range(1, count + 1):
+        inner = udp4(tag, dport=443, sport=40000, size=64)
+        c.add("n3", gpdu(inner, qfi=9), tag=tag, outcome="engines-or-engine_down_drop")
+    c.write({"engines": [engine], "sessions": [session]}, None, count=count, rate=100, probe_port=probe_port)
+
+
 CASES = {
     "path-management": case_path_management,
     "next-hop-arp": case_next_hop_arp,
+    "health": case_health,
+    "mbr-uplink-0.99": mbr_case("uplink", 0.99),
+    "mbr-uplink-2": mbr_case("uplink", 2.0),
+    "mbr-downlink-0.99": mbr_case("downlink", 0.99),
+    "mbr-downlink-2": mbr_case("downlink", 2.0),
     "steer": case_steer,
     "n9": case_n9,
     "n6": case_n6,

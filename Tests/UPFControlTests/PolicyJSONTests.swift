@@ -55,7 +55,7 @@ import UPFPolicy
         #expect(try both(Policy.self, policy, { (document) throws(PolicyError) in try document.policy() }).get().sessions.count == 3)
         let changes = #"[{"op":"put_session","session":\#(Self.session)},{"op":"delete_session","seid":7},"#
             + #"{"op":"put_engine","engine":{"id":"llm","instances":[{"port":0,"address":"10.0.0.2","mac":"02:00:00:00:00:01"}],"#
-            + #""probe":{"kind":"http","port":8080,"path":"/health","interval_ms":500}}},{"op":"delete_engine","id":"llm"},"#
+            + #""probe":{"kind":"http","port":8080,"path":"/health","interval_ms":500,"timeout_ms":200,"failures_before_down":2}}},{"op":"delete_engine","id":"llm"},"#
             + #"{"op":"put_application","application":{"id":"chat","destination_ports":["443"],"protocol":17}},"#
             + #"{"op":"delete_application","id":"chat"}]"#
         #expect(try self.changes(changes).get().count == 6)

@@ -96,7 +96,7 @@ struct ClassifierTests {
         let h = try #require(reader.lookupUplink(teid: 0x100))
         let steer = try #require(reader.classify(h, flow: flow("10.60.0.7", "203.0.113.5"), qfi: 9, source: .access))
         #expect(steer.id == 2 && steer.index == 0 && steer.action == .steer(engine: 3))
-        #expect(steer.qos == CompiledQoS(id: 1, qfi: 5, mbrUplinkKbps: 1000) && steer.qosIndex == 0)
+        #expect(steer.qos == CompiledQoS(id: 1, qfi: 5, mbrUplinkKbps: 1000, meter: 0) && steer.qosIndex == 0)
         #expect(Array(steer.counters) == [0, 1])
         let other = try #require(reader.classify(h, flow: flow("10.60.0.7", "198.51.100.1"), qfi: 9, source: .access))
         #expect(other.id == 9 && other.action == .forwardN9(peer: ip("10.9.9.9"), teid: 0x900))

@@ -36,7 +36,7 @@ import UPFPolicy
             processor = PacketProcessor(reader: base.tables.reader(0), ports: ports, engines: base.engines,
                                         counters: base.counters.block(0), neighbors: neighbors, events: events,
                                         errorIndications: limiter)
-            processor.now = 1
+            processor.ticks = 1
         }
 
         func local(_ counter: LocalCounter) -> UInt64 { base.counters.total(base.counters.layout.local(counter)) }
@@ -122,7 +122,7 @@ import UPFPolicy
         }
         // 1000 G-PDUs from one peer over one simulated second (one per ms): 10 answers.
         for i in 0..<1000 {
-            f.processor.now = 1 + UInt64(i) * 1_000_000
+            f.processor.ticks = 1 + UInt64(i) * 1_000_000
             var frame = unknown(from: "192.0.2.100")
             _ = frame.process(&f.processor, ingress: 0)
         }
@@ -237,7 +237,7 @@ import UPFPolicy
 
         // The router answers; the next G-PDU goes to it.
         let router = MACAddress("02:00:00:00:fe:fe")!
-        f.processor.now = 1_000
+        f.processor.ticks = 1_000
         var reply = P.Frame(Self.arp(operation: 2, senderMAC: router, senderIP: "203.0.113.254", targetIP: "203.0.113.2",
                                      to: P.coreMAC))
         #expect(reply.process(&f.processor, ingress: 1).0.isDropped)

@@ -49,6 +49,19 @@ import UPFPolicy
             actions:
               - { id: 1, type: n6 }
               - { id: 2, type: n3 }
+          - seid: 3
+            ue_ipv4: 10.45.0.3
+            n3: { teid: 258, address: 192.0.2.1 }
+            gnb: { teid: 4098, address: 192.0.2.100 }
+            rules:
+              - { id: 1, precedence: 100, source: access, action: 1, qos: 1 }
+              - { id: 2, precedence: 100, source: core, action: 2, qos: 2 }
+            actions:
+              - { id: 1, type: n6 }
+              - { id: 2, type: n3 }
+            qos:
+              - { id: 1, gate_uplink: closed }
+              - { id: 2, gate_uplink: closed, mbr_downlink_kbps: 8000 }
         """
 
     static let n3MAC = MACAddress("02:00:00:00:00:03")!
@@ -63,6 +76,7 @@ import UPFPolicy
         let ports: PortTable
         let engines = EngineDirectory(capacity: 4)
         let counters: DatapathCounters
+        let meters: MeterTable
         var processor: PacketProcessor
 
         init() throws {
@@ -81,11 +95,14 @@ import UPFPolicy
                     EngineDirectory.Instance(port: 2, mac: MACAddress($0.mac!)!)
                 }, fallbackDrop: engine.fallback == .drop)
             }
+            meters = MeterTable(slots: tables.slotCount, toleranceNanoseconds: 2_000_000)
+            tables.meters = meters
             let tables = self.tables
             try state.forEachSession { session in
                 try tables.put(CompiledSession.compile(session, engines: indices, applications: state.applications))
             }
-            processor = PacketProcessor(reader: tables.reader(0), ports: ports, engines: engines, counters: counters.block(0))
+            processor = PacketProcessor(reader: tables.reader(0), ports: ports, engines: engines, counters: counters.block(0),
+                                        meters: meters)
         }
 
         func dropped(_ reason: DatapathDrop) -> UInt64 { counters.total(counters.layout.datapath(reason)) }
@@ -263,6 +280,44 @@ import UPFPolicy
         #expect(v3.egress == 0)
         #expect(Self.parse(out3).map { ($0.teid, $0.psc.qfi) } ?? (0, 0) == (4096, 9))
         #expect(f.action(.forwardN3) == 3)
+    }
+
+    @Test func closedGatesDropInTheirDirectionOnly() throws {
+        let f = try Fixture()
+        var up = Frame(Self.gpdu(teid: 258, qfi: 9, inner: Self.ipv4Packet("10.45.0.3", "198.51.100.7")))
+        #expect(up.process(&f.processor, ingress: 0).0.isDropped)
+        #expect(f.dropped(.gateClosed) == 1)
+        // QER 2 closes the uplink only: downlink passes (and is metered).
+        var down = Frame(Self.ethernet(Self.ipv4Packet("1.1.1.1", "10.45.0.3", payload: 960), to: Self.coreMAC))
+        f.processor.now = 1_000_000_000_000
+        #expect(down.process(&f.processor, ingress: 1).0.egress == 0)
+        #expect(f.dropped(.gateClosed) == 1 && DatapathDrop.gateClosed.name == "gate_closed")
+    }
+
+    @Test func packetsOverTheMBRAreDroppedAsMBRExceeded() throws {
+        let f = try Fixture()
+        // 8000 kbit/s = 1 byte per µs: a 1000-byte inner packet takes 1 ms; tolerance 2 ms.
+        let packet = Self.ethernet(Self.ipv4Packet("1.1.1.1", "10.45.0.3", payload: 960), to: Self.coreMAC)
+        let start: UInt64 = 1_000_000_000_000
+        var passed: [Bool] = []
+        for _ in 0..<5 {
+            var frame = Frame(packet)
+            f.processor.now = start
+            passed.append(!frame.process(&f.processor, ingress: 1).0.isDropped)
+        }
+        // At one instant: the first packet, then 2 ms of tolerance (two more).
+        #expect(passed == [true, true, true, false, false])
+        #expect(f.dropped(.mbrExceeded) == 2 && DatapathDrop.mbrExceeded.name == "mbr_exceeded")
+        // 1 ms later one more conforms.
+        var later = Frame(packet)
+        f.processor.now = start + 1_000_000
+        #expect(!later.process(&f.processor, ingress: 1).0.isDropped)
+        var again = Frame(packet)
+        #expect(again.process(&f.processor, ingress: 1).0.isDropped)
+        #expect(f.dropped(.mbrExceeded) == 3)
+        // Dropped packets are not counted as forwarded; mbr_exceeded is the last reason (raw values index counters).
+        #expect(f.action(.forwardN3) == 4)
+        #expect(DatapathDrop.allCases.last == .mbrExceeded)
     }
 
     @Test func ueToUEOnlyWhenARuleSaysSo() throws {

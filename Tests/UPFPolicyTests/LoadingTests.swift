@@ -117,7 +117,7 @@ import Testing
             (#"{"sessions":[{"seid":1,"n3":{"teid":1,"address":"192.0.2.1"},"rules":[{"id":1,"precedence":1,"source":"access","action":1,"far_id":1}]}]}"#,
              "sessions[0].rules[0].far_id"),
             (#"{"engines":[{"id":"e","instances":[{"port":"1","address":"10.0.0.1","vlan":3}]}]}"#, "engines[0].instances[0].vlan"),
-            (#"{"engines":[{"id":"e","instances":[],"probe":{"kind":"tcp","port":1,"interval_ms":100,"timeout_ms":5}}]}"#, "engines[0].probe.timeout_ms"),
+            (#"{"engines":[{"id":"e","instances":[],"probe":{"kind":"tcp","port":1,"interval_ms":100,"retries":5}}]}"#, "engines[0].probe.retries"),
             (#"{"applications":[{"id":"a","protocol":6,"ports":[80]}]}"#, "applications[0].ports"),
             (#"{"sessions":[{"seid":1,"n3":{"teid":1,"address":"192.0.2.1"},"rules":[],"qos":[{"id":1,"gbr_uplink_kbps":5}]}]}"#, "sessions[0].qos[0].gbr_uplink_kbps"),
             (#"{"sessions":[{"seid":1,"n3":{"teid":1,"address":"192.0.2.1"},"rules":[],"counters":[{"id":1,"time_threshold":5}]}]}"#, "sessions[0].counters[0].time_threshold"),

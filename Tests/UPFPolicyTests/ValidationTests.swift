@@ -250,7 +250,7 @@ import Testing
         }
     }
 
-    @Test func identifiersAndEngines() {
+    @Test func identifiersAndEngines() throws {
         expectPolicyError("invalid_field", at: "engines[0].id") { try validate([], engines: [Engine(id: "", instances: F.llm.instances)]) }
         expectPolicyError("invalid_field", at: "engines[0].id") { try validate([], engines: [Engine(id: "l l m", instances: F.llm.instances)]) }
         expectPolicyError("invalid_field", at: "applications[0].id") {
@@ -272,6 +272,23 @@ import Testing
         expectPolicyError("invalid_field", at: "engines[0].probe.path") { try probe(EngineProbe(kind: .tcp, port: 80, path: "/", intervalMs: 100)) }
         expectPolicyError("out_of_range", at: "engines[0].probe.port") { try probe(EngineProbe(kind: .tcp, port: 0, intervalMs: 100)) }
         expectPolicyError("out_of_range", at: "engines[0].probe.interval_ms") { try probe(EngineProbe(kind: .tcp, port: 1, intervalMs: 0)) }
+        expectPolicyError("out_of_range", at: "engines[0].probe.timeout_ms") {
+            try probe(EngineProbe(kind: .tcp, port: 1, intervalMs: 100, timeoutMs: 101))
+        }
+        expectPolicyError("out_of_range", at: "engines[0].probe.timeout_ms") { try probe(EngineProbe(kind: .tcp, port: 1, intervalMs: 100, timeoutMs: 0)) }
+        expectPolicyError("out_of_range", at: "engines[0].probe.failures_before_down") {
+            try probe(EngineProbe(kind: .tcp, port: 1, intervalMs: 100, failuresBeforeDown: 0))
+        }
+        try probe(EngineProbe(kind: .tcp, port: 1, intervalMs: 100, timeoutMs: 100, failuresBeforeDown: 100))
+        #expect(EngineProbe(kind: .tcp, port: 1, intervalMs: 5000).effectiveTimeoutMs == 1000)
+        #expect(EngineProbe(kind: .tcp, port: 1, intervalMs: 50).effectiveTimeoutMs == 50)
+        // At most CompiledQoS.maxMetersPerSession QERs with an MBR per session: the fifth is refused where it is.
+        expectPolicyError("table_full", at: "sessions[2].qos[5]") {
+            try validateEdited { s in
+                s.qos = (1...6).map { QoS(id: UInt32($0), mbrUplinkKbps: $0 == 2 ? nil : 1000) }
+            }
+        }
+        try validateEdited { s in s.qos = (1...6).map { QoS(id: UInt32($0), mbrDownlinkKbps: $0 <= 4 ? 1000 : nil) } }
         // Traffic back from an engine cannot be steered again.
         expectPolicyError("invalid_field", at: "sessions[2].rules[2].action") { try validateEdited { $0.rules[2].source = .engine } }
     }

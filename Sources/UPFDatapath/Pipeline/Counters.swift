@@ -57,6 +57,8 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
     case nextHopUnresolved
     /// An answer (Echo Response, Error Indication, ARP/ND reply) does not fit in the mbuf.
     case noRoomForAnswer
+    /// Over the QER's maximum bit rate in the packet's direction (its GCRA meter, `MeterTable`).
+    case mbrExceeded
 
     public var name: String {
         switch self {
@@ -86,6 +88,7 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
         case .gateClosed: "gate_closed"
         case .nextHopUnresolved: "next_hop_unresolved"
         case .noRoomForAnswer: "no_room_for_answer"
+        case .mbrExceeded: "mbr_exceeded"
         }
     }
 

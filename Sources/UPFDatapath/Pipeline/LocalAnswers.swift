@@ -53,7 +53,7 @@ extension PacketProcessor {
     /// way the G-PDU itself goes no further.
     @usableFromInline @inline(never)
     mutating func answerUnknownTEID(frame: UnsafeMutableRawPointer, room: Int, port: Int) -> PacketVerdict {
-        guard let meter = errorIndications, meter.allow(parsed.outerSource, now: now),
+        guard let meter = errorIndications, meter.allow(parsed.outerSource, now: ticks),
               let outer = GTPUOuterHeader(source: parsed.outerDestination, destination: parsed.outerSource)
         else { return drop(.unknownTEID) }
         let l3 = Int(parsed.l3Offset)
@@ -83,7 +83,7 @@ extension PacketProcessor {
         let info = ports[port]
         let fromNextHop = info.nextHopAddress.map { $0.isIPv4 && $0.ipv4 == arp.senderIP } ?? false
         if fromNextHop && arp.senderMAC.value != 0 {
-            neighbors.learn(port, mac: arp.senderMAC, now: now)
+            neighbors.learn(port, mac: arp.senderMAC, now: ticks)
         }
         if arp.operation == ARPPacket.request, let own = info.ipv4, arp.targetIP == own {
             guard room >= l3 &+ ARPPacket.length else { return drop(.noRoomForAnswer) }
@@ -141,7 +141,7 @@ extension PacketProcessor {
         let target = bytes.ipv6Address(l3 &+ 48)
         let source = bytes.ipv6Address(l3 &+ 8)
         if type == ICMPHeader.neighborAdvertisement, let hop = info.nextHopAddress, !hop.isIPv4, target == hop {
-            neighbors.learn(port, mac: PacketProcessor.readMAC(bytes, at: 6), now: now)
+            neighbors.learn(port, mac: PacketProcessor.readMAC(bytes, at: 6), now: ticks)
             counters.count(LocalCounter.neighborAdvertisementFromNextHop)
             return .dropped
         }

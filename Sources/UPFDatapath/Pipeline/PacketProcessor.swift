@@ -45,6 +45,10 @@ public struct PacketProcessor: @unchecked Sendable {
     @usableFromInline let core: Int
     @usableFromInline let engines: EngineView
     public let counters: CounterBlock
+    @usableFromInline let meters: MeterView
+    /// The time the packets being processed arrived, in nanoseconds of the TSC (`MeterClock`):
+    /// what the MBR meters measure rates against. The worker sets it once per receive burst.
+    public var now: UInt64 = 0
     @usableFromInline var n3Options = ParserOptions()
     @usableFromInline var coreOptions = ParserOptions()
     @usableFromInline var userOptions = ParserOptions()
@@ -55,16 +59,17 @@ public struct PacketProcessor: @unchecked Sendable {
     /// Received Error Indications and End Markers, for the control thread.
     @usableFromInline let events: DatapathEventQueue.Producer?
     @usableFromInline let errorIndications: ErrorIndicationMeter?
-    /// The worker's clock (TSC ticks), set once per poll round: answers are rate-limited and
-    /// neighbours timed without reading the clock per packet.
-    public var now: UInt64 = 0
+    /// The worker's clock in TSC ticks, set once per poll round: answers are rate-limited and
+    /// neighbours timed without reading the clock per packet (`now` is the meters' nanoseconds).
+    public var ticks: UInt64 = 0
 
     /// The `PortTable`, `EngineDirectory` and the optional services (neighbours, event queue,
-    /// Error Indication limiter) must outlive the processor. Without a limiter no Error
-    /// Indication is sent; without a queue received signalling is counted but raises no event.
+    /// Error Indication limiter, MBR meters) must outlive the processor. Without a limiter no
+    /// Error Indication is sent; without a queue received signalling is counted but raises no
+    /// event; without `meters` no MBR is enforced (unit tests that do not meter).
     public init(reader: TableReader, ports: PortTable, engines: EngineDirectory, counters: CounterBlock,
                 neighbors: NeighborTable? = nil, events: DatapathEventQueue? = nil,
-                errorIndications: ErrorIndicationLimiter? = nil) {
+                errorIndications: ErrorIndicationLimiter? = nil, meters: MeterTable? = nil) {
         self.reader = reader
         self.ports = ports.ports
         self.portCount = ports.count
@@ -80,6 +85,7 @@ public struct PacketProcessor: @unchecked Sendable {
         self.eventQueue = events
         self.errorIndications = errorIndications?.view
         self.limiter = errorIndications
+        self.meters = meters?.view ?? .none
         n3Options.direction = .uplink
         coreOptions.direction = .downlink
     }
@@ -197,15 +203,27 @@ public struct PacketProcessor: @unchecked Sendable {
         let rule = counters.layout.rule(slot: session.slot, position: match.index)
         counters.add(rule)
         counters.add(rule &+ 1, UInt64(truncatingIfNeeded: parsed.payloadLength))
-        return act(match, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: false)
+        return act(match, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: false,
+                   charged: CompiledQoS.noMeter)
     }
 
     @inlinable
     mutating func act(_ match: RuleMatch, session: SessionHandle, qfi: UInt8, source: SourceInterface,
-                      frame: UnsafeMutableRawPointer, headroom: Int, fallback: Bool) -> PacketVerdict {
+                      frame: UnsafeMutableRawPointer, headroom: Int, fallback: Bool, charged: UInt16) -> PacketVerdict {
         let uplink = source == .access
         let qos = match.qos
-        if let qos, !(uplink ? qos.gateUplinkOpen : qos.gateDownlinkOpen) { return drop(.gateClosed) }
+        if let qos {
+            if !(uplink ? qos.gateUplinkOpen : qos.gateDownlinkOpen) { return drop(.gateClosed) }
+            // MBR: the inner packet's length (the user data the QER is about, the same whatever
+            // tunnel it came in or leaves in) against the QER's meter in this direction. A meter
+            // already charged for this packet (steer falling back to a rule with the same QER)
+            // is not charged twice.
+            if qos.meter != CompiledQoS.noMeter && qos.meter != charged
+                && !meters.conforms(slot: session.slot, meter: Int(qos.meter), uplink: uplink, bytes: parsed.payloadLength,
+                                    femtosPerByte: uplink ? qos.uplinkFemtosPerByte : qos.downlinkFemtosPerByte, now: now) {
+                return drop(.mbrExceeded)
+            }
+        }
         // The QFI a tunnel carries: the rule's QER marks it, else the packet's, else the default.
         let markedQFI = qos.map(\.qfi).flatMap { $0 == 0 ? nil : $0 } ?? (qfi != 0 ? qfi : session.defaultQFI)
 
@@ -228,7 +246,8 @@ public struct PacketProcessor: @unchecked Sendable {
                 else { return drop(.noMatchingRule) }
                 counters.countFallback(engine: Int(engine), drop: false)
                 counters.count(.engineFallbackCore, bytes: parsed.payloadLength)
-                return act(next, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: true)
+                return act(next, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: true,
+                           charged: qos?.meter ?? CompiledQoS.noMeter)
             }
 
         case let .forwardN9(peer, teid):
