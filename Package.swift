@@ -78,6 +78,7 @@ let package = Package(
             dependencies: [
                 "UPFPackets", "UPFPolicy", "UPFDatapath", "UPFDPDK", "UPFControl", "UPFCapture",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),

@@ -6,6 +6,7 @@
 
 import Foundation
 import Logging
+import NIOCore
 import Synchronization
 import UPFControl
 import UPFDatapath
@@ -147,29 +148,14 @@ public final class EngineHealthMonitor: @unchecked Sendable {
 enum EngineProbeRunner {
     static func run(_ probe: EngineProbe, address: String) -> Bool {
         let deadline = DispatchTime.now().uptimeNanoseconds + UInt64(probe.effectiveTimeoutMs) * 1_000_000
-        let v6 = address.contains(":")
-        let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
+        // NIO's SocketAddress parses the literal (v4 or v6) and lays out its sockaddr.
+        guard let target = try? SocketAddress(ipAddress: address, port: Int(probe.port)) else { return false }
+        let v6 = target.protocol == .inet6
+        let fd = socket(target.protocol.rawValue, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue)
                             | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        var result: Int32
-        if v6 {
-            var sa = sockaddr_in6()
-            sa.sin6_family = sa_family_t(AF_INET6)
-            sa.sin6_port = probe.port.bigEndian
-            guard inet_pton(AF_INET6, address, &sa.sin6_addr) == 1 else { return false }
-            result = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size)) }
-            }
-        } else {
-            var sa = sockaddr_in()
-            sa.sin_family = sa_family_t(AF_INET)
-            sa.sin_port = probe.port.bigEndian
-            guard inet_pton(AF_INET, address, &sa.sin_addr) == 1 else { return false }
-            result = withUnsafePointer(to: &sa) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-        }
+        let result = target.withSockAddr { connect(fd, $0, socklen_t($1)) }
         if result != 0 {
             guard errno == EINPROGRESS, wait(fd, for: Int16(POLLOUT), until: deadline) else { return false }
             var error: Int32 = 0
