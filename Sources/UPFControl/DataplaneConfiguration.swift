@@ -24,6 +24,10 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         public var extraArgs: [String] = []
         /// `--file-prefix`; nil = `--no-shconf` (no shared runtime files; one process per prefix).
         public var filePrefix: String?
+        /// DPDK telemetry (`/var/run/dpdk/<file_prefix>/dpdk_telemetry.v2`, read by
+        /// `dpdk-telemetry.py`): port statistics straight from the drivers, served by an EAL
+        /// control thread off the workers' cores. Needs `file_prefix` (its own runtime directory).
+        public var telemetry = false
     }
 
     public struct Port: Sendable, Equatable {
@@ -104,7 +108,19 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         public var linkIntervalMilliseconds = 500
     }
 
+    /// Packets held for sessions whose rule says `buffer` (each worker has its own store).
+    public struct Buffering: Sendable, Equatable {
+        /// Packets one worker may hold in all (0: `buffer` drops as `buffering_unavailable`).
+        /// They come out of `mbufs`, which must cover them (checked).
+        public var packetsPerWorker = 1024
+        /// Sessions one worker may hold packets for at once.
+        public var sessionsPerWorker = 256
+        /// How long a packet may wait for its session to be updated to forward (`buffer_expired`).
+        public var holdMilliseconds = 5000
+    }
+
     public var eal = EAL()
+    public var buffering = Buffering()
     public var qos = QoS()
     public var health = Health()
     public var ports: [Port] = DataplaneConfiguration.defaultPorts
@@ -127,7 +143,7 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         args += ["-m", String(eal.memoryMB)]
         if !eal.hugePages { args.append("--no-huge") }
         if let prefix = eal.filePrefix { args += ["--file-prefix", prefix] } else { args.append("--no-shconf") }
-        args.append("--no-telemetry")
+        if !eal.telemetry { args.append("--no-telemetry") }
         if eal.pci.isEmpty { args.append("--no-pci") } else { for device in eal.pci { args += ["-a", device] } }
         for vdev in eal.vdevs { args += ["--vdev", vdev] }
         return args + eal.extraArgs
@@ -166,6 +182,9 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         }
         let main = eal.mainLcore ?? lcores[0]
         guard lcores.contains(main) else { throw fail("eal.main_lcore", "\(main) is not in eal.lcores") }
+        if eal.telemetry && eal.filePrefix == nil {
+            throw fail("eal.telemetry", "needs eal.file_prefix: the telemetry socket lives in that prefix's runtime directory")
+        }
         guard (64...1_048_576).contains(eal.memoryMB) else { throw fail("eal.memory_mb", "must be in 64...1048576") }
         let workerLcores = workers.lcores ?? lcores.filter { $0 != main }
         guard !workerLcores.isEmpty else {
@@ -216,9 +235,10 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         guard n3 == 1 else { throw fail("ports", "exactly one port must have role n3 (found \(n3))") }
         guard ports.filter({ $0.role == .core }).count <= 1 else { throw fail("ports", "at most one port may have role core") }
         // Rings and per-lcore caches hold mbufs too: too small a pool starves RX silently.
-        let needed = ports.reduce(0) { $0 + $1.ringSize * 2 * workerLcores.count } + 1024 * workerLcores.count
+        let needed = ports.reduce(0) { $0 + $1.ringSize * 2 * workerLcores.count }
+            + (1024 + buffering.packetsPerWorker) * workerLcores.count
         guard mbufs >= needed, mbufs <= 16_777_215 else {
-            throw fail("mbufs", "must be in \(needed)...16777215 (ports' rings and bursts need \(needed))")
+            throw fail("mbufs", "must be in \(needed)...16777215 (ports' rings, bursts and buffering need \(needed))")
         }
         guard (1...64).contains(ruleCountersPerSession) else { throw fail("rule_counters_per_session", "must be in 1...64") }
         guard gtpu.errorIndicationsPerPeer.isFinite, (0...1_000_000).contains(gtpu.errorIndicationsPerPeer) else {
@@ -237,6 +257,13 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         guard (0...3_600_000).contains(health.linkIntervalMilliseconds) else {
             throw fail("health.link_interval_ms", "must be in 0...3600000")
         }
+        guard (0...1_000_000).contains(buffering.packetsPerWorker) else {
+            throw fail("buffering.packets_per_worker", "must be in 0...1000000")
+        }
+        guard (1...65_536).contains(buffering.sessionsPerWorker) else {
+            throw fail("buffering.sessions_per_worker", "must be in 1...65536")
+        }
+        guard (1...3_600_000).contains(buffering.holdMilliseconds) else { throw fail("buffering.hold_ms", "must be in 1...3600000") }
         guard qos.burstMilliseconds.isFinite, (0...60_000).contains(qos.burstMilliseconds) else {
             throw fail("qos.burst_ms", "must be in 0...60000")
         }
@@ -261,7 +288,7 @@ public struct DataplaneConfiguration: Sendable, Equatable {
 
 extension DataplaneConfiguration.EAL: Decodable {
     public init(from decoder: any Decoder) throws {
-        try rejectUnknown(decoder, ["lcores", "main_lcore", "memory_mb", "huge_pages", "pci", "vdevs", "extra_args", "file_prefix"])
+        try rejectUnknown(decoder, ["lcores", "main_lcore", "memory_mb", "huge_pages", "pci", "vdevs", "extra_args", "file_prefix", "telemetry"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         lcores = try c.decodeIfPresent(String.self, forKey: ConfigKey("lcores")) ?? lcores
@@ -272,6 +299,7 @@ extension DataplaneConfiguration.EAL: Decodable {
         vdevs = try c.decodeIfPresent([String].self, forKey: ConfigKey("vdevs")) ?? []
         extraArgs = try c.decodeIfPresent([String].self, forKey: ConfigKey("extra_args")) ?? []
         filePrefix = try c.decodeIfPresent(String.self, forKey: ConfigKey("file_prefix"))
+        telemetry = try c.decodeIfPresent(Bool.self, forKey: ConfigKey("telemetry")) ?? telemetry
     }
 }
 
@@ -347,5 +375,16 @@ extension DataplaneConfiguration.Neighbors: Decodable {
         retryMilliseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("retry_ms")) ?? retryMilliseconds
         refreshSeconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("refresh_s")) ?? refreshSeconds
         expirySeconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("expiry_s")) ?? expirySeconds
+    }
+}
+
+extension DataplaneConfiguration.Buffering: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["packets_per_worker", "sessions_per_worker", "hold_ms"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init()
+        packetsPerWorker = try c.decodeIfPresent(Int.self, forKey: ConfigKey("packets_per_worker")) ?? packetsPerWorker
+        sessionsPerWorker = try c.decodeIfPresent(Int.self, forKey: ConfigKey("sessions_per_worker")) ?? sessionsPerWorker
+        holdMilliseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("hold_ms")) ?? holdMilliseconds
     }
 }

@@ -45,6 +45,13 @@ public struct ControlEvent: Sendable, Equatable {
         ControlEvent("end_marker", [("port", .string(port)), ("source", .string(source)), ("teid", .int(UInt64(teid)))])
     }
 
+    /// Downlink data arrived for session `seid` and is being buffered (its rule says
+    /// `buffer`): once per session version, not per packet (TS 29.244 §5.2.3.1, the report the
+    /// SMF pages the UE on). The packets go out when the session is updated to forward.
+    public static func downlinkData(seid: UInt64, port: String) -> ControlEvent {
+        ControlEvent("downlink_data", [("seid", .int(seid)), ("port", .string(port))])
+    }
+
     public static func eventsDropped(_ count: UInt64) -> ControlEvent {
         ControlEvent("events_dropped", [("count", .int(count))])
     }

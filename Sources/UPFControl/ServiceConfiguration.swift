@@ -220,7 +220,7 @@ func rejectUnknown(_ decoder: any Decoder, _ known: [String]) throws {
 extension ServiceConfiguration: Decodable {
     public init(from decoder: any Decoder) throws {
         try rejectUnknown(decoder, ["control", "metrics", "state_file", "limits", "log_level", "eal", "ports", "workers", "mbufs",
-                                    "rule_counters_per_session", "gtpu", "neighbors", "qos", "health"])
+                                    "rule_counters_per_session", "gtpu", "neighbors", "qos", "health", "buffering"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         control = try c.decodeIfPresent(Control.self, forKey: ConfigKey("control")) ?? Control()
@@ -249,6 +249,9 @@ extension ServiceConfiguration: Decodable {
         if let qos = try c.decodeIfPresent(DataplaneConfiguration.QoS.self, forKey: ConfigKey("qos")) { dataplane.qos = qos }
         if let health = try c.decodeIfPresent(DataplaneConfiguration.Health.self, forKey: ConfigKey("health")) {
             dataplane.health = health
+        }
+        if let buffering = try c.decodeIfPresent(DataplaneConfiguration.Buffering.self, forKey: ConfigKey("buffering")) {
+            dataplane.buffering = buffering
         }
         dataplane.mbufs = try c.decodeIfPresent(Int.self, forKey: ConfigKey("mbufs")) ?? dataplane.mbufs
         dataplane.ruleCountersPerSession = try c.decodeIfPresent(Int.self, forKey: ConfigKey("rule_counters_per_session"))

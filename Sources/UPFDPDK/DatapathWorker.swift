@@ -30,6 +30,11 @@ public struct WorkerTuning: Sendable, Equatable {
     /// (0 = never: pure busy polling, for dedicated cores).
     public var idleRoundsBeforeSleep = 0
     public var idleSleepMicroseconds = 0
+    /// Packets this worker may hold for buffering sessions in all (0: buffer actions drop as
+    /// `buffering_unavailable`), sessions it may hold them for, and how long one may wait.
+    public var bufferPackets = 1024
+    public var bufferSessions = 256
+    public var bufferHoldMicroseconds = 5_000_000
     public init() {}
 }
 
@@ -119,6 +124,10 @@ public final class DatapathWorker: @unchecked Sendable {
         let drainCycles = UInt64(tuning.drainMicroseconds) &* cdpdk_tsc_hz() / 1_000_000
         let clock = MeterClock(cyclesPerSecond: cdpdk_tsc_hz())
         let reader = processor.reader
+        let buffers = SessionBuffers(packets: tuning.bufferPackets, sessions: tuning.bufferSessions)
+        let holdTicks = UInt64(tuning.bufferHoldMicroseconds) &* cdpdk_tsc_hz() / 1_000_000
+        // Buffering sessions are looked at every millisecond (only while some are held).
+        var nextSweep: UInt64 = 0
         // A local copy: a mutating call on a class property would be checked for exclusive access per packet.
         var processor = self.processor
         var idleRounds = 0
@@ -165,6 +174,75 @@ public final class DatapathWorker: @unchecked Sendable {
             }
         }
 
+        /// A packet the processor rewrote: its mbuf's window moved to the new headers, into
+        /// the egress port's TX buffer.
+        @inline(__always)
+        func enqueue(_ m: OpaquePointer, _ verdict: PacketVerdict) {
+            // The processor wrote the new headers in place; move the mbuf's window to them.
+            if verdict.offset < 0 {
+                _ = cdpdk_mbuf_prepend(m, UInt16(truncatingIfNeeded: -verdict.offset))
+            } else if verdict.offset > 0 {
+                _ = cdpdk_mbuf_adj(m, UInt16(truncatingIfNeeded: verdict.offset))
+            }
+            cdpdk_mbuf_set_len(m, UInt16(truncatingIfNeeded: verdict.length))
+            let p = Int(verdict.egress)
+            counters.add(layout.port(p, .txBytes), UInt64(truncatingIfNeeded: verdict.length))
+            let k = txCount[p]
+            if k == 0 { txSince[p] = cdpdk_rdtsc() }
+            tx[p &* MbufBurst.capacity &+ k] = m
+            txCount[p] = k &+ 1
+            if k &+ 1 == MbufBurst.capacity { flush(p) }
+        }
+
+        func freeOne(_ m: OpaquePointer) {
+            var one: OpaquePointer? = m
+            cdpdk_mbuf_free_bulk(&one, 1)
+        }
+
+        /// Holds `m` for the session of the processor's last `buffered` verdict; false when
+        /// it cannot be held (counted; the caller frees it).
+        func hold(_ m: OpaquePointer, ingress: Int, now: UInt64) -> Bool {
+            let request = processor.bufferRequest
+            switch buffers.hold(m, request, ingress: ingress, now: now) {
+            case .first:
+                counters.count(LocalCounter.buffered)
+                processor.raiseEvent(DatapathEvent(kind: .downlinkData, port: UInt8(truncatingIfNeeded: ingress),
+                                                   teid: request.teid, peer: request.ue, source: .zero,
+                                                   seid: request.seid, generation: request.generation))
+                return true
+            case .appended:
+                counters.count(LocalCounter.buffered)
+                return true
+            case .full:
+                counters.count(DatapathDrop.bufferFull)
+                return false
+            case .unavailable:
+                counters.count(DatapathDrop.bufferingUnavailable)
+                return false
+            }
+        }
+
+        /// Sessions updated since they buffered get their packets back, in order, judged by
+        /// their new version (held again if it still buffers); see `SessionBuffers.sweep`.
+        func sweepBuffers(now: UInt64) {
+            processor.now = clock.nanoseconds(now)
+            processor.releasing = true
+            buffers.sweep(now: now, holdTicks: holdTicks, version: { processor.currentVersion(of: $0) },
+                          release: { m, ingress in
+                              counters.count(LocalCounter.bufferReleased)
+                              let verdict = processor.process(frame: cdpdk_mbuf_data(m), length: Int(cdpdk_mbuf_data_len(m)),
+                                                              headroom: Int(cdpdk_mbuf_headroom(m)),
+                                                              tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: ingress)
+                              if !verdict.isDropped { enqueue(m, verdict) }
+                              else if !verdict.isBuffered || !hold(m, ingress: ingress, now: now) { freeOne(m) }
+                          },
+                          drop: { m, reason in
+                              counters.count(reason)
+                              freeOne(m)
+                          })
+            processor.releasing = false
+        }
+
         reader.online()
         while !stopRequested.load(ordering: .relaxed) {
             let roundStart = cdpdk_rdtsc()
@@ -172,6 +250,10 @@ public final class DatapathWorker: @unchecked Sendable {
             if let resolver, roundStart >= nextResolve {
                 nextResolve = roundStart &+ resolveCycles
                 resolveNextHops(resolver.table, pool: resolver.pool, now: roundStart)
+            }
+            if buffers.active > 0 && roundStart >= nextSweep {
+                nextSweep = roundStart &+ resolveCycles
+                sweepBuffers(now: roundStart)
             }
             var received = 0
             var q = 0
@@ -203,24 +285,12 @@ public final class DatapathWorker: @unchecked Sendable {
                                                     headroom: Int(cdpdk_mbuf_headroom(m)),
                                                     tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: source.portIndex)
                     if verdict.isDropped {
+                        if verdict.isBuffered && hold(m, ingress: source.portIndex, now: roundStart) { continue }
                         dropped[drops] = m
                         drops &+= 1
                         continue
                     }
-                    // The processor wrote the new headers in place; move the mbuf's window to them.
-                    if verdict.offset < 0 {
-                        _ = cdpdk_mbuf_prepend(m, UInt16(truncatingIfNeeded: -verdict.offset))
-                    } else if verdict.offset > 0 {
-                        _ = cdpdk_mbuf_adj(m, UInt16(truncatingIfNeeded: verdict.offset))
-                    }
-                    cdpdk_mbuf_set_len(m, UInt16(truncatingIfNeeded: verdict.length))
-                    let p = Int(verdict.egress)
-                    counters.add(layout.port(p, .txBytes), UInt64(truncatingIfNeeded: verdict.length))
-                    let k = txCount[p]
-                    if k == 0 { txSince[p] = cdpdk_rdtsc() }
-                    tx[p &* MbufBurst.capacity &+ k] = m
-                    txCount[p] = k &+ 1
-                    if k &+ 1 == MbufBurst.capacity { flush(p) }
+                    enqueue(m, verdict)
                 }
                 if drops > 0 { cdpdk_mbuf_free_bulk(dropped, UInt32(drops)) }
                 counters.add(layout.port(source.portIndex, .rxPackets), UInt64(n))
@@ -248,6 +318,10 @@ public final class DatapathWorker: @unchecked Sendable {
             }
         }
         for p in 0..<portCount { flush(p) }
+        buffers.discardAll { m, reason in
+            counters.count(reason)
+            freeOne(m)
+        }
         reader.offline()
         return 0
     }

@@ -48,6 +48,9 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public let neighbors: NeighborTable
     /// One per worker: received Error Indications and End Markers for the control thread.
     public let eventQueues: [DatapathEventQueue]
+    /// The version of each session whose `downlink_data` event went out (read and written only
+    /// by `drainEvents`, on the control thread).
+    private var reportedDownlinkData: [UInt64: UInt32] = [:]
     /// One per worker (their meters are not shared).
     let errorIndicationLimiters: [ErrorIndicationLimiter]
     public let workerLcores: [UInt32]
@@ -177,6 +180,9 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             tuning.drainMicroseconds = configuration.workers.txDrainMicroseconds
             tuning.idleRoundsBeforeSleep = configuration.workers.idleRounds
             tuning.idleSleepMicroseconds = configuration.workers.idleSleepMicroseconds
+            tuning.bufferPackets = configuration.buffering.packetsPerWorker
+            tuning.bufferSessions = configuration.buffering.sessionsPerWorker
+            tuning.bufferHoldMicroseconds = configuration.buffering.holdMilliseconds * 1000
             let ids = opened.map(\.id)
             let hz = EAL.tscHz
             let n = configuration.neighbors
@@ -367,6 +373,12 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
                     publish(.errorIndication(port: port, source: "\(event.source)", teid: event.teid, peer: "\(event.peer)"))
                 case .endMarker:
                     publish(.endMarker(port: port, source: "\(event.source)", teid: event.teid))
+                case .downlinkData:
+                    // Every worker that buffers for the session reports it; one event per version.
+                    guard reportedDownlinkData[event.seid] != event.generation else { return }
+                    if reportedDownlinkData.count >= 65_536 { reportedDownlinkData.removeAll(keepingCapacity: true) }
+                    reportedDownlinkData[event.seid] = event.generation
+                    publish(.downlinkData(seid: event.seid, port: port))
                 }
             }
         }

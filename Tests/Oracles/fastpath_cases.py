@@ -379,8 +379,8 @@ def case_downlink(c):
         ("core", 56, udp6(56, src="2001:db8::53", dst=UE1_V6, sport=53, dport=40056), "n3", 4096, GNB_IP, 7,
          "inner IPv6 to the UE's /64"),
         ("core", 57, udp4(57, src="8.8.4.4", dst="10.45.0.99"), "no_session_for_ue", None, None, None, "no session"),
-        ("core", 58, udp4(58, src="8.8.4.4", dst=UE3), "buffering_unavailable", None, None, None,
-         "buffer action (gNB not known yet)"),
+        ("core", 58, udp4(58, src="8.8.4.4", dst=UE3), "buffered", None, None, None,
+         "buffer action (gNB not known yet): held"),
         ("engines", 59, udp4(59, src=LLM_IP, dst=UE2), "no_matching_rule", None, None, None,
          "session 2 has no engine rule"),
         ("engines", 60, tcp4(60, src=LLM_IP, dst=UE1, sport=8080, dport=40060, size=1200), "n3", 4096, GNB_IP, 9,
@@ -393,7 +393,7 @@ def case_downlink(c):
         if outcome == "n3":
             tunnels[str(tag)] = {"teid": teid, "gnb": gnb, "qfi": qfi}
     expect = {"ports": {"n3": {"count": len(tunnels)}, "core": {"count": 0}, "engines": {"count": 0}},
-              "drops": {"no_session_for_ue": 1, "buffering_unavailable": 1, "no_matching_rule": 1},
+              "drops": {"no_session_for_ue": 1, "no_matching_rule": 1},
               "actions": {"n3": len(tunnels)}}
     c.write(policy, expect, tunnels=tunnels)
 
@@ -760,7 +760,38 @@ def case_health(c):
     c.write({"engines": [engine], "sessions": [session]}, None, count=count, rate=100, probe_port=probe_port)
 
 
+BUFFERED_UE1 = 200
+
+
+def case_buffering(c):
+    """Buffering, paced at 100 pps by the test: first 100 downlink packets for session 3 (UE3,
+    forwarded: time for the test to subscribe to events), then 20 for session 2 (UE2, buffer
+    limit 5), then 200 for session 1 (UE1, buffer limit 128) which the test updates to forward
+    (the `release_session` below) once its downlink_data event came: what session 1 held goes
+    out first, in order, then the rest as it arrives."""
+    def downlink_session(seid, ue, teid, action):
+        return {"seid": seid, "ue_ipv4": ue, "n3": {"teid": teid, "address": N3_IP}, "gnb": {"teid": 4096 + seid, "address": GNB_IP},
+                "default_qfi": 9, "rules": [{"id": 1, "precedence": 100, "source": "core", "action": 1}],
+                "actions": [dict(id=1, **action)]}
+    s1 = downlink_session(1, UE1, 256, {"type": "buffer", "limit": 128})
+    s2 = downlink_session(2, UE2, 257, {"type": "buffer", "limit": 5})
+    s3 = downlink_session(3, UE3, 258, {"type": "n3"})
+    for tag in range(301, 401):
+        inner = udp4(tag, src="8.8.4.4", dst=UE3, sport=53, dport=40000)
+        c.add("core", plain(inner, CORE_NEXT_HOP_MAC, CORE_MAC), tag=tag, inner=inner, outcome="n3")
+    for tag in range(201, 221):
+        inner = udp4(tag, src="8.8.4.4", dst=UE2, sport=53, dport=40000)
+        c.add("core", plain(inner, CORE_NEXT_HOP_MAC, CORE_MAC), tag=tag, inner=inner,
+              outcome="buffered" if tag < 206 else "buffer_full")
+    for tag in range(1, BUFFERED_UE1 + 1):
+        inner = udp4(tag, src="8.8.4.4", dst=UE1, sport=53, dport=40000)
+        c.add("core", plain(inner, CORE_NEXT_HOP_MAC, CORE_MAC), tag=tag, inner=inner, outcome="n3")
+    c.write({"engines": [], "sessions": [s1, s2, s3]}, None, rate=100,
+            release_session=downlink_session(1, UE1, 256, {"type": "n3"}))
+
+
 CASES = {
+    "buffering": case_buffering,
     "path-management": case_path_management,
     "next-hop-arp": case_next_hop_arp,
     "health": case_health,

@@ -315,9 +315,9 @@ import UPFPolicy
         var again = Frame(packet)
         #expect(again.process(&f.processor, ingress: 1).0.isDropped)
         #expect(f.dropped(.mbrExceeded) == 3)
-        // Dropped packets are not counted as forwarded; mbr_exceeded is the last reason (raw values index counters).
+        // Dropped packets are not counted as forwarded; reasons are only appended (raw values index counters).
         #expect(f.action(.forwardN3) == 4)
-        #expect(DatapathDrop.allCases.last == .mbrExceeded)
+        #expect(DatapathDrop.allCases.last == .bufferDiscarded)
     }
 
     @Test func ueToUEOnlyWhenARuleSaysSo() throws {

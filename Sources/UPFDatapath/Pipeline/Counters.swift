@@ -20,7 +20,7 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
     case noCorePort
     /// The egress port has no next-hop MAC configured.
     case nextHopUnknown
-    /// The action is `buffer`; buffering is not implemented, the packet is dropped.
+    /// The action is `buffer` on a worker configured to hold nothing (`buffering.packets_per_worker: 0`).
     case bufferingUnavailable
     /// The new headers do not fit in the mbuf's headroom.
     case headroomExhausted
@@ -59,6 +59,14 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
     case noRoomForAnswer
     /// Over the QER's maximum bit rate in the packet's direction (its GCRA meter, `MeterTable`).
     case mbrExceeded
+    /// The action is `buffer` and the session already holds its FAR's `limit` packets, or the
+    /// worker's buffer store (`buffering.*_per_worker`) is full.
+    case bufferFull
+    /// Held longer than `buffering.hold_ms` without the session being updated to forward.
+    case bufferExpired
+    /// Held for a session that was deleted (or whose slot went to another session), or held
+    /// when the worker stopped.
+    case bufferDiscarded
 
     public var name: String {
         switch self {
@@ -89,6 +97,9 @@ public enum DatapathDrop: UInt8, CaseIterable, Sendable, CustomStringConvertible
         case .nextHopUnresolved: "next_hop_unresolved"
         case .noRoomForAnswer: "no_room_for_answer"
         case .mbrExceeded: "mbr_exceeded"
+        case .bufferFull: "buffer_full"
+        case .bufferExpired: "buffer_expired"
+        case .bufferDiscarded: "buffer_discarded"
         }
     }
 
@@ -151,6 +162,12 @@ public enum LocalCounter: Int, CaseIterable, Sendable {
     case neighborSolicitationSent
     /// Events the workers could not hand to the control thread (its queue was full).
     case eventsLost
+    /// Packets taken into a session's buffer (its rule says `buffer`). Each leaves it later as
+    /// `buffer_released` (then forwarded or dropped like any packet) or as a `buffer_*` drop;
+    /// until then it is `held`: rx = forwarded + answered + absorbed + dropped + held.
+    case buffered
+    /// Buffered packets handed back to the fast path after their session was updated.
+    case bufferReleased
 
     public var name: String {
         switch self {
@@ -167,6 +184,8 @@ public enum LocalCounter: Int, CaseIterable, Sendable {
         case .arpRequestSent: "arp_request_sent"
         case .neighborSolicitationSent: "neighbor_solicitation_sent"
         case .eventsLost: "events_lost"
+        case .buffered: "buffered"
+        case .bufferReleased: "buffer_released"
         }
     }
 
@@ -179,7 +198,7 @@ public enum LocalCounter: Int, CaseIterable, Sendable {
         case .echoResponseReceived, .errorIndicationReceived, .endMarkerReceived, .extensionHeadersNotificationReceived,
              .arpFromNextHop, .neighborAdvertisementFromNextHop: .absorbed
         case .arpRequestSent, .neighborSolicitationSent: .originated
-        case .eventsLost: .other
+        case .eventsLost, .buffered, .bufferReleased: .other
         }
     }
 }

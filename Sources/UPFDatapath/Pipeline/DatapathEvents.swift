@@ -2,7 +2,8 @@ import Synchronization
 import UPFPackets
 
 /// Something a worker saw that the control plane must hear about (and publish on the `events`
-/// stream): a received Error Indication or End Marker. A fixed-size value, so handing it over
+/// stream): a received Error Indication or End Marker, or the first packet buffered for a
+/// session. A fixed-size value, so handing it over
 /// allocates nothing.
 @frozen
 public struct DatapathEvent: Sendable, Equatable {
@@ -11,6 +12,10 @@ public struct DatapathEvent: Sendable, Equatable {
         case errorIndication = 1
         /// The last packet on the tunnel `teid` from `peer` before a path switch.
         case endMarker = 2
+        /// Downlink data arrived for session `seid` (version `generation`) whose rule buffers
+        /// it (TS 29.244 §5.2.3.1: the SMF pages the UE). Raised by each worker once per
+        /// session version; the control thread passes on one per version.
+        case downlinkData = 3
     }
 
     public var kind: Kind
@@ -21,14 +26,20 @@ public struct DatapathEvent: Sendable, Equatable {
     public var peer: IPAddress
     /// The outer source address of the message.
     public var source: IPAddress
+    /// `downlinkData`: the session and the version of it whose rule buffered the packet.
+    public var seid: UInt64
+    public var generation: UInt32
 
     @inlinable
-    public init(kind: Kind, port: UInt8, teid: UInt32, peer: IPAddress, source: IPAddress) {
+    public init(kind: Kind, port: UInt8, teid: UInt32, peer: IPAddress, source: IPAddress, seid: UInt64 = 0,
+                generation: UInt32 = 0) {
         self.kind = kind
         self.port = port
         self.teid = teid
         self.peer = peer
         self.source = source
+        self.seid = seid
+        self.generation = generation
     }
 }
 

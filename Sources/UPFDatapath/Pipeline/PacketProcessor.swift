@@ -4,7 +4,8 @@ import UPFPolicy
 /// What to do with a frame after `PacketProcessor.process`: send it on port `egress` (an index
 /// into the `PortTable`) as the `length` octets that now start `offset` octets from where the
 /// frame started (negative: new headers were written into the headroom in front of it), or drop
-/// it (`egress < 0`; the reason is already counted).
+/// it (`egress < 0`; the reason is already counted) — or hold it: `isBuffered`, the session's
+/// rule says `buffer` and `PacketProcessor.bufferRequest` says for which session.
 @frozen
 public struct PacketVerdict: Equatable, Sendable {
     public var egress: Int32
@@ -19,7 +20,37 @@ public struct PacketVerdict: Equatable, Sendable {
     }
 
     public static let dropped = PacketVerdict(egress: -1, offset: 0, length: 0)
+    public static let buffered = PacketVerdict(egress: -2, offset: 0, length: 0)
+    /// Not to be sent (dropped, or to be held: see `isBuffered`).
     @inlinable public var isDropped: Bool { egress < 0 }
+    /// To be held for the session of `PacketProcessor.bufferRequest` (the frame is unchanged).
+    @inlinable public var isBuffered: Bool { egress == -2 }
+}
+
+/// For which session a `buffered` verdict asks the worker to hold the packet, and how it can
+/// tell later whether that session changed: `key` is what the packet's session was found by
+/// (the N3 TEID when `byTEID`, else the UE address), `generation` the version that buffered it.
+@frozen
+public struct BufferRequest: Sendable, Equatable {
+    public var slot: UInt32
+    public var generation: UInt32
+    public var seid: UInt64
+    /// The FAR's bound: packets held for the session at most.
+    public var limit: UInt32
+    public var byTEID: Bool
+    public var teid: UInt32
+    public var ue: IPAddress
+
+    public init(slot: UInt32 = 0, generation: UInt32 = 0, seid: UInt64 = 0, limit: UInt32 = 0, byTEID: Bool = false,
+                teid: UInt32 = 0, ue: IPAddress = .zero) {
+        self.slot = slot
+        self.generation = generation
+        self.seid = seid
+        self.limit = limit
+        self.byTEID = byTEID
+        self.teid = teid
+        self.ue = ue
+    }
 }
 
 /// The fast path of one worker: a frame in, the frame rewritten in place and a verdict out.
@@ -62,6 +93,11 @@ public struct PacketProcessor: @unchecked Sendable {
     /// The worker's clock in TSC ticks, set once per poll round: answers are rate-limited and
     /// neighbours timed without reading the clock per packet (`now` is the meters' nanoseconds).
     public var ticks: UInt64 = 0
+    /// Set with every `buffered` verdict (read it before the next packet).
+    public var bufferRequest = BufferRequest()
+    /// True while the worker hands buffered packets back (`release`): they were counted by
+    /// the rule that buffered them and are not counted by a rule again.
+    public var releasing = false
 
     /// The `PortTable`, `EngineDirectory` and the optional services (neighbours, event queue,
     /// Error Indication limiter, MBR meters) must outlive the processor. Without a limiter no
@@ -200,9 +236,11 @@ public struct PacketProcessor: @unchecked Sendable {
         guard let match = session.classify(flow: parsed.inner, qfi: qfi, source: source) else {
             return drop(.noMatchingRule)
         }
-        let rule = counters.layout.rule(slot: session.slot, position: match.index)
-        counters.add(rule)
-        counters.add(rule &+ 1, UInt64(truncatingIfNeeded: parsed.payloadLength))
+        if !releasing {
+            let rule = counters.layout.rule(slot: session.slot, position: match.index)
+            counters.add(rule)
+            counters.add(rule &+ 1, UInt64(truncatingIfNeeded: parsed.payloadLength))
+        }
         return act(match, session: session, qfi: qfi, source: source, frame: frame, headroom: headroom, fallback: false,
                    charged: CompiledQoS.noMeter)
     }
@@ -275,8 +313,14 @@ public struct PacketProcessor: @unchecked Sendable {
         case .drop:
             return drop(.ruleDrop)
 
-        case .buffer:
-            return drop(.bufferingUnavailable)
+        case .buffer(let limit):
+            // The session was found by its N3 TEID for what came in tunnelled (N3, N9), else
+            // by the UE address; the worker looks it up the same way to see it change.
+            let tunnelled = source == .access || parsed.kind == .gPDU
+            bufferRequest = BufferRequest(slot: UInt32(truncatingIfNeeded: session.slot), generation: session.generation,
+                                          seid: session.seid, limit: limit, byTEID: tunnelled, teid: session.n3TEID,
+                                          ue: tunnelled ? .zero : parsed.inner.destination)
+            return .buffered
         }
     }
 
@@ -293,6 +337,18 @@ public struct PacketProcessor: @unchecked Sendable {
         let encapsulation = GTPUEncapsulation(outer: outer, teid: gnb.teid, pduSessionContainer: .downlink(qfi: qfi))
         return emitTunnel(encapsulation, frame: frame, headroom: headroom, egress: n3, action: action)
     }
+
+    /// The version of the session `request` was made for as it is now (its slot and
+    /// generation), nil when no session has that key any more.
+    @inlinable
+    public func currentVersion(of request: BufferRequest) -> (slot: UInt32, generation: UInt32)? {
+        let found = request.byTEID ? reader.lookupUplink(teid: request.teid) : reader.lookupDownlink(request.ue)
+        guard let found else { return nil }
+        return (UInt32(truncatingIfNeeded: found.slot), found.generation)
+    }
+
+    /// Hands `event` to the control thread (counted as `events_lost` when its queue is full).
+    public func raiseEvent(_ event: DatapathEvent) { raise(event) }
 
     // MARK: Emitting
 
