@@ -202,4 +202,40 @@ struct ObservabilityTests {
         let allowed = try runProcess(Paths.executable("upfd"), ["--config", file, "--check"], timeout: 30)
         #expect(allowed.status == 0, "\(allowed.stderr)")
     }
+
+    @Test("eal.telemetry: DPDK's telemetry socket serves the ports' driver counters, consistent with upfctl stats")
+    func dpdkTelemetryServesPortStatistics() throws {
+        let prefix = "upfd-tm-\(UUID().uuidString.prefix(8))"
+        // net_null with RX: the port receives (zero-filled frames, dropped as not_ip) so its counters move.
+        let upfd = try UpfdInstance(top: ["eal:", "  file_prefix: \(prefix)", "  telemetry: true",
+                                          "  vdevs: [\"net_null0,size=64\", \"net_null1,no-rx=1\", \"net_null2,no-rx=1\"]"])
+        try upfd.start()
+        defer { upfd.stop(); try? FileManager.default.removeItem(atPath: "/var/run/dpdk/\(prefix)") }
+        func upfdReceived() throws -> Int {
+            let stats = try upfd.call(#"{"op":"stats"}"#)
+            let ports = try #require((stats["datapath"] as? [String: Any])?["ports"] as? [[String: Any]])
+            return try #require((ports[0]["device_stats"] as? [String: Any])?["ipackets"] as? Int)
+        }
+        let script = """
+            import json, socket, sys
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            s.connect("/var/run/dpdk/%s/dpdk_telemetry.v2" % sys.argv[1])
+            json.loads(s.recv(1024))
+            out = {}
+            for query in ("/ethdev/list", "/ethdev/stats,0"):
+                s.send(query.encode())
+                out.update(json.loads(s.recv(65536)))
+            print(json.dumps(out))
+            """
+        Thread.sleep(forTimeInterval: 0.5)
+        let before = try upfdReceived()
+        let result = try runProcess(FastPathTests.python, ["-c", script, prefix], timeout: 30)
+        let after = try upfdReceived()
+        #expect(result.status == 0, "telemetry client: \(result.stderr)")
+        let answer = try parseObject(result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(answer["/ethdev/list"] as? [Int] == [0, 1, 2], "\(answer)")
+        let telemetry = try #require((answer["/ethdev/stats"] as? [String: Any])?["ipackets"] as? Int, "\(answer)")
+        print("telemetry: ipackets \(before) (upfctl) <= \(telemetry) (telemetry) <= \(after) (upfctl)")
+        #expect(before > 0 && before <= telemetry && telemetry <= after)
+    }
 }
