@@ -82,12 +82,16 @@ public protocol DatapathObserver: AnyObject, Sendable {
     /// Hands over what the workers raised since the last call (received Error Indications,
     /// End Markers), as events for the `events` stream.
     func drainEvents(_ publish: (ControlEvent) -> Void)
+    /// Has the data path send an End Marker on tunnel `teid` to `peer` from `source`; false
+    /// when it cannot.
+    func sendEndMarker(teid: UInt32, peer: String, source: String) -> Bool
 }
 
 extension DatapathObserver {
     public func ruleCounters(seid: UInt64, positions: Int) -> [(packets: UInt64, bytes: UInt64)]? { nil }
     public var countedRulesPerSession: Int { 0 }
     public func drainEvents(_ publish: (ControlEvent) -> Void) {}
+    public func sendEndMarker(teid: UInt32, peer: String, source: String) -> Bool { false }
 }
 
 public struct ControlCoreConfiguration: Sendable {
@@ -266,8 +270,22 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             return try commit(changes, text: text, pathPrefix: "")
         case .policyPut(let policy, let replace):
             return try putPolicy(policy, replace: replace)
-        case .sessionPut(let session, let text):
-            return try commit([.putSession(session)], text: text, rewrite: ("changes[0].session", "session"))
+        case .sessionPut(let session, let text, let endMarker):
+            let old = state.session(seid: session.seid)?.gnb
+            var reply = try commit([.putSession(session)], text: text, rewrite: ("changes[0].session", "session"))
+            if endMarker {
+                // Only a changed gNB F-TEID has an old path to close; sent once the put is in force.
+                let outcome: String
+                if let old, old != session.gnb {
+                    guard let datapath else { outcome = "not_running"; reply.fields.append(("end_marker", .string(outcome))); return reply }
+                    outcome = datapath.sendEndMarker(teid: old.teid, peer: old.address, source: session.n3.address) ? "sent" : "failed"
+                    if outcome == "failed" { logger.warning("cannot send the End Marker", metadata: ["seid": "\(session.seid)"]) }
+                } else {
+                    outcome = "not_needed"
+                }
+                reply.fields.append(("end_marker", .string(outcome)))
+            }
+            return reply
         case .sessionDelete(let seid):
             return try commit([.deleteSession(seid: seid)], rewrite: ("changes[0].seid", "seid"))
         case .enginePut(let engine, let text):

@@ -85,6 +85,21 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         /// Error Indications per second in total, whatever the peers (spoofed sources must not
         /// make the UPF a reflector).
         public var errorIndicationsTotal: Double = 1000
+        /// A GTP-U peer whose path is supervised with Echo Requests (§7.2.1): its address and
+        /// the port (name) it is reached on.
+        public struct EchoPeer: Sendable, Equatable {
+            public var address: String
+            public var port: String
+            public init(address: String, port: String) {
+                self.address = address
+                self.port = port
+            }
+        }
+        public var echoPeers: [EchoPeer] = []
+        /// Seconds between Echo Requests to each peer (T3-RESPONSE), and how many unanswered
+        /// requests in a row make it down (N3-REQUESTS): a `peer_state` event either way.
+        public var echoIntervalSeconds: Double = 60
+        public var echoMisses = 3
     }
 
     /// Resolution of next hops given by address (`ports[].next_hop`).
@@ -247,6 +262,24 @@ public struct DataplaneConfiguration: Sendable, Equatable {
         guard gtpu.errorIndicationsTotal.isFinite, (0...10_000_000).contains(gtpu.errorIndicationsTotal) else {
             throw fail("gtpu.error_indications_total", "must be in 0...10000000 (per second)")
         }
+        guard gtpu.echoIntervalSeconds.isFinite, (0.1...3600).contains(gtpu.echoIntervalSeconds) else {
+            throw fail("gtpu.echo_interval_s", "must be in 0.1...3600")
+        }
+        guard (1...100).contains(gtpu.echoMisses) else { throw fail("gtpu.echo_misses", "must be in 1...100") }
+        for (i, peer) in gtpu.echoPeers.enumerated() {
+            let path = "gtpu.echo_peers[\(i)]"
+            guard let address = IPAddress(peer.address) else { throw fail("\(path).address", "'\(peer.address)' is not an IP address") }
+            guard let p = ports.firstIndex(where: { $0.name == peer.port }) else {
+                throw fail("\(path).port", "'\(peer.port)' is no port's name")
+            }
+            guard ports[p].role != .engine else { throw fail("\(path).port", "GTP-U peers are reached on the n3 or core port") }
+            guard address.isIPv4 ? ports[p].ipv4 != nil : ports[p].ipv6 != nil else {
+                throw fail("\(path).port", "port '\(peer.port)' has no \(address.isIPv4 ? "ipv4" : "ipv6") address to send from")
+            }
+            guard !gtpu.echoPeers[..<i].contains(where: { IPAddress($0.address) == address }) else {
+                throw fail("\(path).address", "\(peer.address) is listed twice")
+            }
+        }
         guard (10...60_000).contains(neighbors.retryMilliseconds) else { throw fail("neighbors.retry_ms", "must be in 10...60000") }
         guard neighbors.refreshSeconds.isFinite, (0.1...86_400).contains(neighbors.refreshSeconds) else {
             throw fail("neighbors.refresh_s", "must be in 0.1...86400")
@@ -358,12 +391,16 @@ extension DataplaneConfiguration.Workers: Decodable {
 
 extension DataplaneConfiguration.PathManagement: Decodable {
     public init(from decoder: any Decoder) throws {
-        try rejectUnknown(decoder, ["error_indications_per_peer", "error_indications_total"])
+        try rejectUnknown(decoder, ["error_indications_per_peer", "error_indications_total", "echo_peers", "echo_interval_s",
+                                    "echo_misses"])
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
         errorIndicationsPerPeer = try c.decodeIfPresent(Double.self, forKey: ConfigKey("error_indications_per_peer"))
             ?? errorIndicationsPerPeer
         errorIndicationsTotal = try c.decodeIfPresent(Double.self, forKey: ConfigKey("error_indications_total")) ?? errorIndicationsTotal
+        echoPeers = try c.decodeIfPresent([EchoPeer].self, forKey: ConfigKey("echo_peers")) ?? []
+        echoIntervalSeconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("echo_interval_s")) ?? echoIntervalSeconds
+        echoMisses = try c.decodeIfPresent(Int.self, forKey: ConfigKey("echo_misses")) ?? echoMisses
     }
 }
 
@@ -386,5 +423,14 @@ extension DataplaneConfiguration.Buffering: Decodable {
         packetsPerWorker = try c.decodeIfPresent(Int.self, forKey: ConfigKey("packets_per_worker")) ?? packetsPerWorker
         sessionsPerWorker = try c.decodeIfPresent(Int.self, forKey: ConfigKey("sessions_per_worker")) ?? sessionsPerWorker
         holdMilliseconds = try c.decodeIfPresent(Int.self, forKey: ConfigKey("hold_ms")) ?? holdMilliseconds
+    }
+}
+
+extension DataplaneConfiguration.PathManagement.EchoPeer: Decodable {
+    public init(from decoder: any Decoder) throws {
+        try rejectUnknown(decoder, ["address", "port"])
+        let c = try decoder.container(keyedBy: ConfigKey.self)
+        self.init(address: try c.decode(String.self, forKey: ConfigKey("address")),
+                  port: try c.decode(String.self, forKey: ConfigKey("port")))
     }
 }

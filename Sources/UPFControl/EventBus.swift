@@ -52,6 +52,13 @@ public struct ControlEvent: Sendable, Equatable {
         ControlEvent("downlink_data", [("seid", .int(seid)), ("port", .string(port))])
     }
 
+    /// A supervised GTP-U peer (`gtpu.echo_peers`) changed state: `down` after `unanswered`
+    /// Echo Requests in a row went unanswered, `up` when it answers (TS 29.281 §7.2.1).
+    public static func peerState(peer: String, port: String, state: String, unanswered: Int) -> ControlEvent {
+        ControlEvent("peer_state", [("peer", .string(peer)), ("port", .string(port)), ("state", .string(state)),
+                                    ("unanswered", .int(UInt64(unanswered)))])
+    }
+
     public static func eventsDropped(_ count: UInt64) -> ControlEvent {
         ControlEvent("events_dropped", [("count", .int(count))])
     }

@@ -45,7 +45,9 @@ public enum ControlRequest: Sendable, Equatable {
     /// it does not name. One transaction.
     case policyPut(Policy, replace: Bool)
     case policyGet
-    case sessionPut(Session, text: ChangesJSON? = nil)
+    /// `endMarker`: when the put changes the session's gNB F-TEID, send an End Marker on the
+    /// old one (PFCP's SNDEM, TS 29.244 §5.2.2.3).
+    case sessionPut(Session, text: ChangesJSON? = nil, endMarker: Bool = false)
     case sessionGet(seid: UInt64)
     case sessionDelete(seid: UInt64)
     /// Sessions in SEID order, after `cursor` (exclusive).
@@ -109,7 +111,7 @@ public enum ControlProtocol {
         "apply": ["changes"],
         "policy.put": ["policy", "replace"],
         "policy.get": [],
-        "session.put": ["session"],
+        "session.put": ["session", "end_marker"],
         "session.get": ["seid"],
         "session.delete": ["seid"],
         "session.list": ["cursor", "limit"],
@@ -222,8 +224,16 @@ public enum ControlProtocol {
         case "policy.get": return .policyGet
         case "session.put":
             let node = try required("session")
+            var endMarker = false
+            if let value = value("end_marker"), !value.isNull {
+                guard case .bool(let flag) = value else {
+                    throw ControlError(ControlError.Code.invalidField, "end_marker must be true or false", path: "end_marker")
+                }
+                endMarker = flag
+            }
             return .sessionPut(try policyValue { () throws(PolicyError) in try document.policySession(at: "session", node: node) },
-                               text: ChangesJSON(op: "put_session", argument: "session", value: document.bytes[document.span(node)]))
+                               text: ChangesJSON(op: "put_session", argument: "session", value: document.bytes[document.span(node)]),
+                               endMarker: endMarker)
         case "session.get": return .sessionGet(seid: try seid(document.value(try required("seid"))))
         case "session.delete": return .sessionDelete(seid: try seid(document.value(try required("seid"))))
         case "session.list":

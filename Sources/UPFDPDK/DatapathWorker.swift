@@ -56,6 +56,9 @@ public final class DatapathWorker: @unchecked Sendable {
     /// Set on the one worker that resolves next hops by ARP/ND (worker 0): the table to ask
     /// for and the pool its requests come from.
     private let resolver: (table: NeighborTable, pool: OpaquePointer)?
+    /// Set on the one worker that sends what the control thread asks for (End Markers, Echo
+    /// Requests; worker 0): the queue it consumes and the pool the messages come from.
+    private let requests: (queue: DatapathEventQueue, pool: OpaquePointer)?
     private let stopRequested = Atomic<Bool>(false)
     private let running = Atomic<Bool>(false)
     /// Packets handed to `PacketProcessor` so far (for the replay harness to know when all
@@ -63,7 +66,8 @@ public final class DatapathWorker: @unchecked Sendable {
     private let processed = Atomic<UInt64>(0)
 
     public init(index: Int, processor: PacketProcessor, queues: [PolledQueue], portIDs: [UInt16], txQueue: UInt16,
-                tuning: WorkerTuning, resolver: (table: NeighborTable, pool: Mempool)? = nil) {
+                tuning: WorkerTuning, resolver: (table: NeighborTable, pool: Mempool)? = nil,
+                requests: (queue: DatapathEventQueue, pool: Mempool)? = nil) {
         precondition(!portIDs.isEmpty && portIDs.count <= PortTable.maxPorts)
         precondition(tuning.burst >= 1 && tuning.burst <= MbufBurst.capacity)
         self.index = index
@@ -73,6 +77,7 @@ public final class DatapathWorker: @unchecked Sendable {
         self.txQueue = txQueue
         self.tuning = tuning
         self.resolver = resolver.map { ($0.table, $0.pool.pointer) }
+        self.requests = requests.map { ($0.queue, $0.pool.pointer) }
     }
 
     public var isRunning: Bool { running.load(ordering: .acquiring) }
@@ -150,6 +155,17 @@ public final class DatapathWorker: @unchecked Sendable {
             txCount[p] = 0
         }
 
+        /// Puts a frame of `length` octets in `m` into port `p`'s TX buffer (an originated frame).
+        func enqueueOriginated(_ m: OpaquePointer, length: Int, port p: Int, now: UInt64) {
+            cdpdk_mbuf_set_len(m, UInt16(truncatingIfNeeded: length))
+            counters.add(layout.port(p, .txBytes), UInt64(length))
+            let k = txCount[p]
+            if k == 0 { txSince[p] = now }
+            tx[p &* MbufBurst.capacity &+ k] = m
+            txCount[p] = k &+ 1
+            if k &+ 1 == MbufBurst.capacity { flush(p) }
+        }
+
         /// Queues an ARP request / Neighbour Solicitation on every port whose next hop is due.
         func resolveNextHops(_ table: NeighborTable, pool: OpaquePointer, now: UInt64) {
             var due = table.due(now: now)
@@ -164,13 +180,7 @@ public final class DatapathWorker: @unchecked Sendable {
                     cdpdk_mbuf_free_bulk(&one, 1)
                     continue
                 }
-                cdpdk_mbuf_set_len(m, UInt16(truncatingIfNeeded: length))
-                counters.add(layout.port(p, .txBytes), UInt64(length))
-                let k = txCount[p]
-                if k == 0 { txSince[p] = now }
-                tx[p &* MbufBurst.capacity &+ k] = m
-                txCount[p] = k &+ 1
-                if k &+ 1 == MbufBurst.capacity { flush(p) }
+                enqueueOriginated(m, length: length, port: p, now: now)
             }
         }
 
@@ -243,6 +253,60 @@ public final class DatapathWorker: @unchecked Sendable {
             processor.releasing = false
         }
 
+        // Requests taken from the control thread's queue, sent once they have waited `settleCycles`:
+        // an End Marker must follow the last G-PDU of the old path, which another worker may
+        // have looked up just before the put and still hold in a TX buffer for `tx_drain_us`.
+        let pendingCapacity = 64
+        let pending = UnsafeMutablePointer<(event: DatapathEvent, seen: UInt64)>.allocate(capacity: pendingCapacity)
+        defer { pending.deallocate() }
+        var pendingCount = 0
+        let settleCycles = drainCycles &+ resolveCycles
+        var nextRequests: UInt64 = 0
+
+        func serveRequests(_ queue: DatapathEventQueue, pool: OpaquePointer, now: UInt64) {
+            queue.drain { event in
+                if pendingCount < pendingCapacity {
+                    pending[pendingCount] = (event, now)
+                    pendingCount &+= 1
+                } else {
+                    counters.count(LocalCounter.signallingUnsent)
+                }
+            }
+            var kept = 0
+            for i in 0..<pendingCount {
+                let (event, seen) = pending[i]
+                if now &- seen < settleCycles {
+                    pending[kept] = pending[i]
+                    kept &+= 1
+                    continue
+                }
+                guard let m = cdpdk_mbuf_alloc(pool) else {
+                    counters.count(LocalCounter.signallingUnsent)
+                    continue
+                }
+                let room = Int(cdpdk_mbuf_tailroom(m))
+                let port: Int
+                let length: Int
+                switch event.kind {
+                case .endMarker:
+                    port = processor.n3PortIndex
+                    length = processor.writeEndMarker(teid: event.teid, peer: event.peer, source: event.source,
+                                                      into: cdpdk_mbuf_data(m), capacity: room)
+                case .echoRequest:
+                    port = Int(event.port)
+                    length = processor.writeEchoRequest(sequence: UInt16(truncatingIfNeeded: event.teid), peer: event.peer,
+                                                        port: port, into: cdpdk_mbuf_data(m), capacity: room)
+                default:
+                    port = 0
+                    length = 0
+                    counters.count(LocalCounter.signallingUnsent)
+                }
+                if length == 0 { freeOne(m); continue }
+                enqueueOriginated(m, length: length, port: port, now: now)
+            }
+            pendingCount = kept
+        }
+
         reader.online()
         while !stopRequested.load(ordering: .relaxed) {
             let roundStart = cdpdk_rdtsc()
@@ -250,6 +314,10 @@ public final class DatapathWorker: @unchecked Sendable {
             if let resolver, roundStart >= nextResolve {
                 nextResolve = roundStart &+ resolveCycles
                 resolveNextHops(resolver.table, pool: resolver.pool, now: roundStart)
+            }
+            if let requests, roundStart >= nextRequests {
+                nextRequests = roundStart &+ resolveCycles
+                serveRequests(requests.queue, pool: requests.pool, now: roundStart)
             }
             if buffers.active > 0 && roundStart >= nextSweep {
                 nextSweep = roundStart &+ resolveCycles

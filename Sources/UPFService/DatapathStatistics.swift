@@ -75,6 +75,17 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
     }
     public var nextHops: [NextHop]
 
+    /// A GTP-U peer supervised with Echo Requests (`gtpu.echo_peers`).
+    public struct GTPUPeer: Sendable, Codable, Equatable {
+        public var address: String
+        public var port: String
+        /// `unknown` (no answer yet), `up`, `down`.
+        public var state: String
+        public var echoRequestsSent: UInt64
+        public var echoResponses: UInt64
+    }
+    public var gtpuPeers: [GTPUPeer]
+
     public init(dataplane: Dataplane) {
         let c = dataplane.counters
         let layout = c.layout
@@ -107,6 +118,9 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
         local = LocalCounter.allCases.map { Counter(name: $0.name, packets: c.total(layout.local($0)), bytes: nil) }
         answered = LocalCounter.allCases.filter { $0.kind == .answered }.reduce(0) { $0 + c.total(layout.local($1)) }
         absorbed = LocalCounter.allCases.filter { $0.kind == .absorbed }.reduce(0) { $0 + c.total(layout.local($1)) }
+        gtpuPeers = dataplane.peerSupervision.peers.map {
+            GTPUPeer(address: $0.text, port: $0.portName, state: $0.state, echoRequestsSent: $0.sent, echoResponses: $0.answered)
+        }
         nextHops = dataplane.configuration.ports.enumerated().compactMap { i, port in
             guard let address = port.nextHop else { return nil }
             return NextHop(port: port.name, address: address, mac: dataplane.neighbors.resolved(i).map { "\($0)" })
@@ -164,6 +178,10 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
             ("absorbed", .int(absorbed)),
             ("next_hops", .array(nextHops.map { h in
                 .object([("port", .string(h.port)), ("address", .string(h.address)), ("mac", h.mac.map { .string($0) } ?? .null)])
+            })),
+            ("gtpu_peers", .array(gtpuPeers.map { p in
+                .object([("address", .string(p.address)), ("port", .string(p.port)), ("state", .string(p.state)),
+                         ("echo_requests_sent", .int(p.echoRequestsSent)), ("echo_responses", .int(p.echoResponses))])
             })),
             ("engines", .array(engines.map { e in
                 .object([

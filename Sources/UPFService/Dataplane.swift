@@ -48,6 +48,11 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
     public let neighbors: NeighborTable
     /// One per worker: received Error Indications and End Markers for the control thread.
     public let eventQueues: [DatapathEventQueue]
+    /// Control thread → worker 0: End Markers and Echo Requests to send (one producer: the
+    /// control thread).
+    let requests: DatapathEventQueue
+    /// Echo supervision of `gtpu.echo_peers` (control thread only: `drainEvents`, `statistics`).
+    private(set) var peerSupervision: PeerSupervision
     /// The version of each session whose `downlink_data` event went out (read and written only
     /// by `drainEvents`, on the control thread).
     private var reportedDownlinkData: [UInt64: UInt32] = [:]
@@ -191,6 +196,9 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             neighbors = neighborTable
             let queues = (0..<workerCount).map { _ in DatapathEventQueue(capacity: 1024) }
             eventQueues = queues
+            peerSupervision = PeerSupervision(configuration: configuration)
+            let requestQueue = DatapathEventQueue(capacity: 256)
+            requests = requestQueue
             let limiters = (0..<workerCount).map { _ in
                 ErrorIndicationLimiter(perPeerRate: configuration.gtpu.errorIndicationsPerPeer,
                                        totalRate: configuration.gtpu.errorIndicationsTotal, workers: workerCount, ticksPerSecond: hz)
@@ -204,7 +212,8 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
                                                 events: queues[w], errorIndications: limiters[w], meters: meterTable)
                 return DatapathWorker(index: w, processor: processor, queues: assignment[w], portIDs: ids,
                                       txQueue: UInt16(w), tuning: tuning,
-                                      resolver: resolves && w == 0 ? (neighborTable, mbufPool) : nil)
+                                      resolver: resolves && w == 0 ? (neighborTable, mbufPool) : nil,
+                                      requests: w == 0 ? (requestQueue, mbufPool) : nil)
             }
             installCounterHooks()
             for (i, port) in configuration.ports.enumerated() where rssApplied[i] == 0 && workerCount > 1 && rxQueues[i] == 1 {
@@ -363,6 +372,16 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
 
     public var countedRulesPerSession: Int { counters.layout.rulesPerSession }
 
+    /// Asks worker 0 to send an End Marker on tunnel `teid` to `peer` (from `source`, the
+    /// session's N3 address); false when it cannot be asked (addresses unusable, queue full).
+    /// Sent after a settling time, so that it follows what the workers still hold of the old path.
+    public func sendEndMarker(teid: UInt32, peer: String, source: String) -> Bool {
+        guard let peerAddress = IPAddress(peer) else { return false }
+        let sourceAddress = IPAddress(source) ?? .zero
+        return requests.producer.push(DatapathEvent(kind: .endMarker, port: UInt8(truncatingIfNeeded: portTable.n3), teid: teid,
+                                                    peer: peerAddress, source: sourceAddress))
+    }
+
     public func drainEvents(_ publish: (ControlEvent) -> Void) {
         let names = configuration.ports.map(\.name)
         for queue in eventQueues {
@@ -373,6 +392,10 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
                     publish(.errorIndication(port: port, source: "\(event.source)", teid: event.teid, peer: "\(event.peer)"))
                 case .endMarker:
                     publish(.endMarker(port: port, source: "\(event.source)", teid: event.teid))
+                case .echoResponse:
+                    peerSupervision.answered(by: event.source, publish: publish)
+                case .echoRequest:
+                    break
                 case .downlinkData:
                     // Every worker that buffers for the session reports it; one event per version.
                     guard reportedDownlinkData[event.seid] != event.generation else { return }
@@ -381,6 +404,13 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
                     publish(.downlinkData(seid: event.seid, port: port))
                 }
             }
+        }
+        if !peerSupervision.peers.isEmpty {
+            let requests = self.requests
+            peerSupervision.tick(now: .now, send: { port, peer, sequence in
+                requests.producer.push(DatapathEvent(kind: .echoRequest, port: UInt8(truncatingIfNeeded: port),
+                                                     teid: UInt32(sequence), peer: peer, source: .zero))
+            }, publish: publish)
         }
     }
 }

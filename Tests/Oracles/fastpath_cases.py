@@ -790,7 +790,33 @@ def case_buffering(c):
             release_session=downlink_session(1, UE1, 256, {"type": "n3"}))
 
 
+def echo_response(seq, src=GNB_IP):
+    return (Ether(src=GNB_ROUTER_MAC, dst=N3_MAC) / IP(src=src, dst=N3_IP) / UDP(sport=2152, dport=2152) /
+            GTP_U_Header(gtp_type=2, S=1, seq=seq, teid=0) / Raw(bytes([14, 0])))
+
+
+def case_path_switch(c):
+    """End Marker and peer supervision, paced at 100 pps by the test: 200 downlink packets for
+    session 1 (gNB 192.0.2.100, TEID 4096) from the core; the test puts the session again with
+    gNB 192.0.2.101 / TEID 4097 and end_marker: true once 80 have gone out. Meanwhile upfd
+    supervises gNB 192.0.2.100 with Echo Requests every 0.2 s (2 misses = down): the first 100
+    n3 frames interleave an Echo Response from it every 10 frames, then it falls silent."""
+    s1 = {"seid": 1, "ue_ipv4": UE1, "n3": {"teid": 256, "address": N3_IP}, "gnb": {"teid": 4096, "address": GNB_IP},
+          "default_qfi": 9, "rules": [{"id": 1, "precedence": 100, "source": "core", "action": 1}],
+          "actions": [{"id": 1, "type": "n3"}]}
+    moved = dict(s1, gnb={"teid": 4097, "address": GNB2_IP})
+    for tag in range(1, 201):
+        inner = udp4(tag, src="8.8.4.4", dst=UE1, sport=53, dport=40000)
+        c.add("core", plain(inner, CORE_NEXT_HOP_MAC, CORE_MAC), tag=tag, inner=inner, outcome="n3")
+        if tag <= 100 and tag % 10 == 0:
+            c.add("n3", echo_response(tag), label="echo response from the gNB", outcome="absorbed")
+    c.config_extra = ("gtpu:\n  echo_peers: [{ address: %s, port: n3 }]\n  echo_interval_s: 0.2\n  echo_misses: 2\n"
+                      % GNB_IP)
+    c.write({"engines": [], "sessions": [s1]}, None, rate=100, release_session=moved)
+
+
 CASES = {
+    "path-switch": case_path_switch,
     "buffering": case_buffering,
     "path-management": case_path_management,
     "next-hop-arp": case_next_hop_arp,

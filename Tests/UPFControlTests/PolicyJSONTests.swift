@@ -209,10 +209,11 @@ import UPFPolicy
 
     @Test func aSinglePutIsWrappedAsItsChange() throws {
         let session = #"{"seid":7,"n3":{"teid":1,"address":"192.0.2.1"},"rules":[{"id":1,"precedence":1,"source":"access","action":1}],"actions":[{"id":1,"type":"drop"}]}"#
-        guard case .sessionPut(let decoded, let text) = try request(#"{"op":"session.put","session":\#(session),"id":"x"}"#) else {
+        guard case .sessionPut(let decoded, let text, let endMarker) = try request(#"{"op":"session.put","session":\#(session),"id":"x"}"#) else {
             Issue.record("not a session.put")
             return
         }
+        #expect(!endMarker)
         #expect(String(decoding: text!.bytes, as: UTF8.self) == #"[{"op":"put_session","session":\#(session)}]"#)
         #expect(try JSONDocument(text!.bytes).policyChanges() == [.putSession(decoded)])
         let engine = #"{"id":"llm","instances":[{"port":"0","address":"10.0.0.2"}]}"#

@@ -168,6 +168,13 @@ public enum LocalCounter: Int, CaseIterable, Sendable {
     case buffered
     /// Buffered packets handed back to the fast path after their session was updated.
     case bufferReleased
+    /// End Markers sent on a session's old downlink path (a put with `end_marker` that changed
+    /// its gNB F-TEID), and Echo Requests sent to configured GTP-U peers (`gtpu.echo`).
+    case endMarkerSent
+    case echoRequestSent
+    /// End Markers or Echo Requests that could not be sent: no next hop MAC, no local address of
+    /// the peer's family, no mbuf, or too many asked for at once.
+    case signallingUnsent
 
     public var name: String {
         switch self {
@@ -186,6 +193,9 @@ public enum LocalCounter: Int, CaseIterable, Sendable {
         case .eventsLost: "events_lost"
         case .buffered: "buffered"
         case .bufferReleased: "buffer_released"
+        case .endMarkerSent: "end_marker_sent"
+        case .echoRequestSent: "echo_request_sent"
+        case .signallingUnsent: "signalling_unsent"
         }
     }
 
@@ -197,8 +207,8 @@ public enum LocalCounter: Int, CaseIterable, Sendable {
         case .echoResponseSent, .errorIndicationSent, .arpReplySent, .neighborAdvertisementSent: .answered
         case .echoResponseReceived, .errorIndicationReceived, .endMarkerReceived, .extensionHeadersNotificationReceived,
              .arpFromNextHop, .neighborAdvertisementFromNextHop: .absorbed
-        case .arpRequestSent, .neighborSolicitationSent: .originated
-        case .eventsLost, .buffered, .bufferReleased: .other
+        case .arpRequestSent, .neighborSolicitationSent, .endMarkerSent, .echoRequestSent: .originated
+        case .eventsLost, .buffered, .bufferReleased, .signallingUnsent: .other
         }
     }
 }

@@ -16,6 +16,13 @@ public struct DatapathEvent: Sendable, Equatable {
         /// it (TS 29.244 §5.2.3.1: the SMF pages the UE). Raised by each worker once per
         /// session version; the control thread passes on one per version.
         case downlinkData = 3
+        /// An Echo Response from `source` with sequence number `teid` (path supervision of the
+        /// peers in `gtpu.echo`).
+        case echoResponse = 4
+        /// Control → worker: send an Echo Request with sequence `teid` to `peer` from port
+        /// `port` (an `.endMarker` in that direction: send an End Marker on tunnel `teid` to
+        /// `peer` from `source`).
+        case echoRequest = 5
     }
 
     public var kind: Kind

@@ -29,6 +29,8 @@ extension PacketProcessor {
             return answer(frame: frame, length: l3 &+ n, port: port, counter: .echoResponseSent)
         case .echoResponse:
             counters.count(LocalCounter.echoResponseReceived)
+            raise(DatapathEvent(kind: .echoResponse, port: UInt8(truncatingIfNeeded: port), teid: UInt32(parsed.sequenceNumber),
+                                peer: parsed.outerSource, source: parsed.outerSource))
             return .dropped
         case .errorIndication:
             counters.count(LocalCounter.errorIndicationReceived)

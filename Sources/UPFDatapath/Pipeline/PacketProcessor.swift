@@ -73,6 +73,8 @@ public struct PacketProcessor: @unchecked Sendable {
     @usableFromInline let ports: UnsafeMutablePointer<PortInfo>
     @usableFromInline let portCount: Int
     @usableFromInline let n3: Int
+    /// The `PortTable` index of the N3 port.
+    public var n3PortIndex: Int { n3 }
     @usableFromInline let core: Int
     @usableFromInline let engines: EngineView
     public let counters: CounterBlock
