@@ -64,17 +64,18 @@ def main():
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def log_message(self, *a):
             pass
 
-        def reply(self, status, obj):
-            body = (json.dumps(obj) + "\n").encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+        def reply(self, status, obj, body=None):
+            # One write per answer (headers and body in one segment): no Nagle / delayed-ACK stall.
+            body = body if body is not None else (json.dumps(obj) + "\n").encode()
+            reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}[status]
+            content_type = "application/json" if obj is not None else "text/plain"
+            self.wfile.write(f"HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\n"
+                             f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
 
         def count(self, key):
             with lock:
@@ -85,11 +86,7 @@ def main():
 
         def do_GET(self):
             if self.path == "/health":
-                body = b"ok\n"
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, None, b"ok\n")
                 return  # probes are not counted as requests
             if self.path == "/stats":
                 with lock:
