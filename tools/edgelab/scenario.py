@@ -30,7 +30,7 @@ phases = []
 
 
 def log(*a):
-    print("scenario:", *a, file=sys.stderr, flush=True)
+    print(f"scenario [{time.strftime('%H:%M:%S')}]:", *a, file=sys.stderr, flush=True)
 
 
 def run(args, check=True, timeout=60):
@@ -220,7 +220,7 @@ def main():
     fallback_now = json.loads(upfctl("--json", "policy"))["policy"]["engines"][0]["fallback"]
 
     def fallback_drop_action():
-        return ue("predict", "--host", VIP, "--port", str(PORT), "--first", "400", "--flows", "2", "--timeout", "1")
+        return ue("predict", "--host", VIP, "--port", str(PORT), "--first", "400", "--flows", "2", "--timeout", "0.5")
 
     phase("fallback-drop", fallback_drop_action, lambda d, c, a: [
         ("the engine's fallback is now drop", fallback_now == "drop"),
@@ -231,8 +231,11 @@ def main():
     ])
 
     # 6. Engines back: steering resumes.
-    run([LAB, "start-engine", "1"])
-    run([LAB, "start-engine", "2"])
+    starting = [subprocess.Popen([LAB, "start-engine", str(n)], stderr=subprocess.PIPE, text=True) for n in (1, 2)]
+    for n, p in enumerate(starting, 1):
+        _, err = p.communicate(timeout=90)
+        if p.returncode != 0:
+            raise RuntimeError(f"start-engine {n} exited {p.returncode}: {err.strip()[-800:]}")
     came_back = wait_instances([True, True])
 
     def back_action():
