@@ -49,11 +49,18 @@ extension FastPathTests {
         let result = try runProcess(FastPathTests.edgeLab, ["test"], timeout: 150, environment: environment)
         let elapsed = Date().timeIntervalSince(started)
         print("tools/edge-lab test: exit \(result.status) in \(String(format: "%.1f", elapsed)) s")
+        for line in result.stderr.split(separator: "\n") where line.hasPrefix("edge-lab:") || line.hasPrefix("scenario [") {
+            print("  " + line)
+        }
         let lines = result.stdout.split(separator: "\n")
         let report = try #require(lines.last.flatMap { try? parseObject(String($0)) },
                                   "no JSON report from tools/edge-lab test (exit \(result.status)):\n\(result.stderr.suffix(4000))")
         #expect(result.status == 0 && report["ok"] as? Bool == true,
                 "scenario failures: \(report["failures"] ?? "?")\n\(result.stderr.suffix(3000))")
+
+        // upfd's worker naps when idle here (the lab's default): with a 1 µs timer slack.
+        let workers = report["workers"] as? [[String: Any]] ?? []
+        #expect(!workers.isEmpty && workers.allSatisfy { $0.int("timer_slack_ns") == 1000 }, "workers: \(workers)")
 
         var phases: [String: LabPhase] = [:]
         for p in report["phases"] as? [[String: Any]] ?? [] {

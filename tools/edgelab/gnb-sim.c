@@ -128,6 +128,10 @@ int main(int argc, char **argv) {
     int buf = 4 << 20;
     setsockopt(udp, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
 
+    /* A blocked signal mask survives exec (a test runner may block SIGTERM): start clean. */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
     struct sigaction sa = {.sa_handler = on_signal};
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);

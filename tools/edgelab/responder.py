@@ -13,6 +13,7 @@ Standard library only (runs on /usr/bin/python3).
 import argparse
 import json
 import os
+import signal
 import socket
 import struct
 import threading
@@ -24,6 +25,10 @@ PACKET_OUTGOING = 4
 
 
 def main():
+    # Started by whatever started the lab (a test runner may block or ignore SIGTERM, and both
+    # survive exec): the lab stops its processes with SIGTERM.
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     ap = argparse.ArgumentParser()
     ap.add_argument("--iface", required=True)
     ap.add_argument("--http-ports", default="80,8080")

@@ -137,7 +137,15 @@ def gnb_clean(d):
             and d["gnb_dl_wrong_teid"] == d["gnb_dl_wrong_qfi"] == d["gnb_dl_no_psc"] == d["gnb_dl_malformed"] == 0)
 
 
+workers = []
+
+
 def main():
+    # The worker naps when idle (the lab's default); it must have asked for a 1 µs timer slack.
+    workers.extend(json.loads(upfctl("--json", "stats"))["datapath"]["workers"])
+    if not workers or any(w.get("timer_slack_ns") != 1000 for w in workers):
+        failures.append(f"napping workers must run with a 1000 ns timer slack: {workers}")
+
     # 1. Steering: the right prediction, flows hashed over both instances.
     def steer_action():
         one = ue("predict", "--host", VIP, "--port", str(PORT), "--first", "42", "--flows", "1")
@@ -256,7 +264,7 @@ try:
     main()
 except Exception as e:  # a broken step is a failure with its reason, never a pass
     failures.append(f"scenario aborted: {type(e).__name__}: {e}")
-print(json.dumps({"ok": not failures, "failures": failures, "phases": phases}))
+print(json.dumps({"ok": not failures, "failures": failures, "workers": workers, "phases": phases}))
 for f in failures:
     log("FAILED " + f)
 log("all checks passed" if not failures else f"{len(failures)} check(s) failed")
