@@ -68,6 +68,8 @@ def snapshot():
         "fallback_core": engine["fallback_core"],
         "fallback_drop": engine["fallback_drop"],
         "core_tx": ports["core"]["tx_packets"],
+        # upfd answers ARP on every port; an answer on the core port is not user traffic
+        "arp_replies": d["local"]["arp_reply_sent"],
         "eng1_tx": ports["eng1"]["tx_packets"],
         "eng2_tx": ports["eng2"]["tx_packets"],
         "n3_rx": ports["n3"]["rx_packets"],
@@ -160,7 +162,8 @@ def main():
          c["many"]["by_instance"].get("eng1", 0) > 0 and c["many"]["by_instance"].get("eng2", 0) > 0),
         ("upfd steered to both instances", d["instance1"] > 0 and d["instance2"] > 0 and d["steer"] == d["instance1"] + d["instance2"]),
         ("the engines counted 17 predictions", d["eng1_predictions"] + d["eng2_predictions"] == 17),
-        ("nothing went to the core side", d["core_tx"] == 0 and d["responder_packets"] == 0 and d["n6"] == 0),
+        ("nothing went to the core side (no IPv4 at the responder, the core port sent ARP answers at most)",
+         d["core_tx"] <= d["arp_replies"] and d["responder_packets"] == 0 and d["n6"] == 0),
         ("answers came back through N3", d["n3"] > 0 and d["n3_tx"] >= d["n3"]),
         ("no drops", d["dropped"] == 0),
         gnb_clean(d),
@@ -194,7 +197,7 @@ def main():
         ("upfd took instance 1 down (probe) and kept instance 2", went_down),
         ("16 right predictions, all from engine 2", c["correct"] == 16 and c["by_instance"] == {"eng2": 16}),
         ("upfd steered only to instance 2", d["instance1"] == 0 and d["instance2"] > 0 and d["eng1_tx"] == 0),
-        ("no fallback, no drops", d["engine_fallback_core"] == 0 and d["dropped"] == 0 and d["core_tx"] == 0),
+        ("no fallback, no drops", d["engine_fallback_core"] == 0 and d["dropped"] == 0 and d["core_tx"] <= d["arp_replies"]),
     ])
 
     # 4. Both stopped, fallback core: the requests go on to the core side.
@@ -234,7 +237,8 @@ def main():
         ("the engine's fallback is now drop", fallback_now == "drop"),
         ("the requests went unanswered", c["answered"] == 0 and len(c["errors"]) == 2),
         ("counted engine_down_drop", d["engine_down_drop"] > 0 and d["fallback_drop"] == d["engine_down_drop"]),
-        ("nothing reached the core side", d["core_tx"] == 0 and d["responder_packets"] == 0),
+        ("nothing reached the core side", d["core_tx"] <= d["arp_replies"] and d["responder_packets"] == 0
+         and d["n6"] == 0 and d["engine_fallback_core"] == 0),
         ("nothing steered", d["steer"] == 0 and d["eng1_tx"] == 0 and d["eng2_tx"] == 0),
     ])
 
@@ -255,7 +259,7 @@ def main():
          c["correct"] == 16 and c["by_instance"].get("eng1", 0) > 0 and c["by_instance"].get("eng2", 0) > 0),
         ("upfd steered to both again", d["instance1"] > 0 and d["instance2"] > 0),
         ("no fallback, no drops", d["engine_down_drop"] == 0 and d["engine_fallback_core"] == 0 and d["dropped"] == 0),
-        ("nothing went to the core side", d["core_tx"] == 0 and d["responder_packets"] == 0),
+        ("nothing went to the core side", d["core_tx"] <= d["arp_replies"] and d["responder_packets"] == 0),
         gnb_clean(d),
     ])
 
