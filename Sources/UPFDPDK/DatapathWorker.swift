@@ -64,6 +64,8 @@ public final class DatapathWorker: @unchecked Sendable {
     /// Packets handed to `PacketProcessor` so far (for the replay harness to know when all
     /// input went through). Relaxed: a progress figure.
     private let processed = Atomic<UInt64>(0)
+    /// The worker thread's timer slack once its loop runs (PR_GET_TIMERSLACK; 0 before).
+    private let timerSlack = Atomic<Int>(0)
 
     public init(index: Int, processor: PacketProcessor, queues: [PolledQueue], portIDs: [UInt16], txQueue: UInt16,
                 tuning: WorkerTuning, resolver: (table: NeighborTable, pool: Mempool)? = nil,
@@ -82,6 +84,13 @@ public final class DatapathWorker: @unchecked Sendable {
 
     public var isRunning: Bool { running.load(ordering: .acquiring) }
     public var packetsProcessed: UInt64 { processed.load(ordering: .relaxed) }
+    /// The worker thread's timer slack in nanoseconds: 1000 when it naps (`idleRoundsBeforeSleep`
+    /// > 0), the kernel's default (50000) when it busy-polls; 0 before the loop started.
+    public var timerSlackNanoseconds: Int { timerSlack.load(ordering: .relaxed) }
+
+    /// The slack a napping worker asks for: a nap of `idleSleepMicroseconds` ends within 1 µs of
+    /// its time instead of the default 50 µs (measured in the edge lab: docs/BENCHMARKS.md).
+    public static let nappingTimerSlackNanoseconds: UInt = 1000
 
     /// Asks the loop to stop after its current round; it flushes its TX buffers first.
     public func requestStop() { stopRequested.store(true, ordering: .releasing) }
@@ -105,6 +114,11 @@ public final class DatapathWorker: @unchecked Sendable {
     /// The poll loop. Returns 0 when stopped.
     public func run() -> Int32 {
         defer { running.store(false, ordering: .releasing) }
+        if tuning.idleRoundsBeforeSleep > 0 {
+            timerSlack.store(cdpdk_set_timer_slack_ns(DatapathWorker.nappingTimerSlackNanoseconds), ordering: .relaxed)
+        } else {
+            timerSlack.store(cdpdk_get_timer_slack_ns(), ordering: .relaxed)
+        }
         let counters = processor.counters
         let layout = counters.layout
         let burst = tuning.burst

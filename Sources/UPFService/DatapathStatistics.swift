@@ -30,6 +30,8 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
         public var lcore: UInt32
         public var running: Bool
         public var packets: UInt64
+        /// The worker thread's timer slack (1000 ns when it naps); nil where not reported.
+        public var timerSlackNs: Int? = nil
     }
 
     /// Steering per engine (those a session steered to at some point and still in the policy):
@@ -99,7 +101,8 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
                  deviceStats: dataplane.status == "stopped" ? nil : try? dataplane.ports[i].stats())
         }
         workers = dataplane.workers.enumerated().map { i, w in
-            Worker(index: i, lcore: dataplane.workerLcores[i], running: w.isRunning, packets: w.packetsProcessed)
+            Worker(index: i, lcore: dataplane.workerLcores[i], running: w.isRunning, packets: w.packetsProcessed,
+                   timerSlackNs: w.timerSlackNanoseconds)
         }
         actions = ActionCounter.allCases.map { a in
             Counter(name: a.name, packets: c.total(layout.action(a)), bytes: c.total(layout.action(a) + 1))
@@ -168,7 +171,7 @@ public struct DatapathStatistics: Sendable, Codable, Equatable {
             })),
             ("workers", .array(workers.map { w in
                 .object([("index", .int(w.index)), ("lcore", .int(w.lcore)), ("running", .bool(w.running)),
-                         ("packets", .int(w.packets))])
+                         ("packets", .int(w.packets)), ("timer_slack_ns", w.timerSlackNs.map { .int($0) } ?? .null)])
             })),
             ("actions", counters(actions)),
             ("drops", counters(drops)),
