@@ -11,21 +11,9 @@ extension FastPathTests {
         let manifestData = try Data(contentsOf: URL(fileURLWithPath: c.path("manifest.json")))
         let manifest = try #require(try JSONSerialization.jsonObject(with: manifestData) as? [String: Any])
         let release = try JSONSerialization.data(withJSONObject: try #require(manifest["release_session"]))
-        let socketDirectory = "/tmp/bf-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: socketDirectory) }
-        let socket = socketDirectory + "/control.sock"
-        let replay = try BackgroundProcess(Paths.executable("upf-replay"),
-                                           c.replayArguments(expect: false) + ["--rate", "100", "--socket", socket])
-        defer { replay.kill() }
-        var client: SocketClient?
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, replay.isRunning, client == nil {
-            if let s = try? SocketClient(path: socket, timeout: 5), (try? s.call(#"{"op":"health"}"#))?.ok == true { client = s }
-            else { usleep(20_000) }
-        }
-        let control = try #require(client, "the replay's socket never answered: \(replay.finish(timeout: 30).stderr)")
-        let events = try SocketClient(path: socket, timeout: 8)
-        #expect(try events.call(#"{"op":"events"}"#).ok)
+        let paced = try PacedReplay(c, rate: 100)
+        defer { paced.remove() }
+        let (replay, control, events) = (paced.process, paced.control, paced.events)
 
         // Session 1 starts buffering after 1.2 s of traffic; update it 0.5 s after its report.
         var reports: [Int] = []

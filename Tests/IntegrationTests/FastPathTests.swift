@@ -864,7 +864,7 @@ final class BackgroundProcess: @unchecked Sendable {
         process.arguments = arguments
         process.standardInput = FileHandle.nullDevice
         if let logFile {
-            FileManager.default.createFile(atPath: logFile, contents: nil)
+            _ = FileManager.default.createFile(atPath: logFile, contents: nil)
             let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
             process.standardOutput = handle
             process.standardError = handle
@@ -908,5 +908,47 @@ final class BackgroundProcess: @unchecked Sendable {
         guard process.isRunning else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+}
+
+/// A case replayed at a paced rate with its control socket served, for tests that change the
+/// policy or watch events while packets flow: the replay process, a client that has seen the
+/// socket answer `health`, and a second connection subscribed to `events`.
+struct PacedReplay {
+    let process: BackgroundProcess
+    let control: SocketClient
+    let events: SocketClient
+    /// The socket's directory (removed by `remove`).
+    let directory: String
+
+    init(_ c: FastPathCase, rate: Int, eventsTimeout: Double = 8) throws {
+        directory = "/tmp/pr-\(UUID().uuidString.prefix(8))"
+        let socket = directory + "/control.sock"
+        let replay = try BackgroundProcess(Paths.executable("upf-replay"),
+                                           c.replayArguments(expect: false) + ["--rate", String(rate), "--socket", socket])
+        var client: SocketClient?
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline, replay.isRunning, client == nil {
+            if let s = try? SocketClient(path: socket, timeout: 5), (try? s.call(#"{"op":"health"}"#))?.ok == true { client = s }
+            else { usleep(20_000) }
+        }
+        guard let client else {
+            replay.kill()
+            throw UpfdTestError("the replay's socket never answered: \(replay.finish(timeout: 30).stderr)")
+        }
+        let events = try SocketClient(path: socket, timeout: eventsTimeout)
+        guard try events.call(#"{"op":"events"}"#).ok else {
+            replay.kill()
+            throw UpfdTestError("the events subscription was refused")
+        }
+        process = replay
+        control = client
+        self.events = events
+    }
+
+    /// Stops the replay if it still runs and removes the socket's directory.
+    func remove() {
+        process.kill()
+        try? FileManager.default.removeItem(atPath: directory)
     }
 }

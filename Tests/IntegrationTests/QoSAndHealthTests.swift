@@ -143,21 +143,9 @@ extension FastPathTests {
         let port = try FastPathTests.freePort()
         let c = try FastPathCase("health", environment: ["PROBE_PORT": String(port)])
         defer { c.remove() }
-        let socketDirectory = "/tmp/hl-\(UUID().uuidString.prefix(8))"
-        defer { try? FileManager.default.removeItem(atPath: socketDirectory) }
-        let socket = socketDirectory + "/control.sock"
-        let replay = try BackgroundProcess(Paths.executable("upf-replay"),
-                                           c.replayArguments(expect: false) + ["--rate", "100", "--socket", socket])
-        defer { replay.kill() }
-        var client: SocketClient?
-        let deadline = Date().addingTimeInterval(20)
-        while Date() < deadline, replay.isRunning, client == nil {
-            if let s = try? SocketClient(path: socket, timeout: 5), (try? s.call(#"{"op":"health"}"#))?.ok == true { client = s }
-            else { usleep(20_000) }
-        }
-        let control = try #require(client, "the replay's socket never answered: \(replay.finish(timeout: 30).stderr)")
-        let events = try SocketClient(path: socket, timeout: 5)
-        #expect(try events.call(#"{"op":"events"}"#).ok)
+        let paced = try PacedReplay(c, rate: 100, eventsTimeout: 5)
+        defer { paced.remove() }
+        let (replay, control, events) = (paced.process, paced.control, paced.events)
 
         // Phase 1: nothing listens on the probe port.
         try #require(try FastPathTests.waitFor("down", control, seconds: 5), "engine never went down")
