@@ -26,12 +26,17 @@ public struct LineRateOptions: Sendable {
     public var inFlight = 0
     /// Seconds at the start not counted in the rate or the latency.
     public var warmupSeconds: Double = 0
+    /// Mbufs that circulate (0: one per frame, at most 4096). Fewer mbufs than frames: each mbuf
+    /// returned takes the next frame of the capture, so a large capture (many sessions) is fed
+    /// through a set of mbufs that stays in cache, as a NIC's descriptor ring does.
+    public var mbufs = 0
     public init() {}
 }
 
 public struct LineRateOutcome {
-    /// Preloaded frames (distinct mbufs).
+    /// Circulating mbufs, and the frames of the capture they take in turn.
     public var preloaded = 0
+    public var frames = 0
     public var fed = 0
     /// Taken back from TX rings (transmitted by the data path).
     public var transmitted = 0
@@ -57,8 +62,9 @@ extension Dataplane {
     public func lineRate(_ input: ReplayInput, options: LineRateOptions,
                          progressInterval: Double = 1, progress: (String) -> Void) throws -> LineRateOutcome {
         guard ringPorts.count == ports.count, !ringPorts.isEmpty else { throw ReplayError.notRingPorts }
-        let count = input.frames.count
-        guard count > 0 else { throw ReplayError.stalled(fed: 0, processed: 0) }
+        let frames = input.frames.count
+        guard frames > 0 else { throw ReplayError.stalled(fed: 0, processed: 0) }
+        let count = options.mbufs > 0 ? min(options.mbufs, frames) : min(frames, 4096)
         let fieldOffset = cdpdk_replay_field_offset()
         guard fieldOffset >= 0 else { throw DPDKError(operation: "rte_mbuf_dynfield_register", code: ENOSPC) }
         let magic: UInt64 = 0x5550_4652 << 32    // "UPFR"
@@ -69,13 +75,15 @@ extension Dataplane {
         let headroom = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
         let inFlightFlag = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
         let queue = UnsafeMutablePointer<Int32>.allocate(capacity: count)   // FIFO of available indices
-        let frameLength = UnsafeMutablePointer<UInt16>.allocate(capacity: count)
-        let framePort = UnsafeMutablePointer<UInt8>.allocate(capacity: count)
-        let frameOffset = UnsafeMutablePointer<Int>.allocate(capacity: count)
+        let frameLength = UnsafeMutablePointer<UInt16>.allocate(capacity: frames)
+        let framePort = UnsafeMutablePointer<UInt8>.allocate(capacity: frames)
+        let frameOffset = UnsafeMutablePointer<Int>.allocate(capacity: frames)
+        let slotFrame = UnsafeMutablePointer<Int>.allocate(capacity: count)
         let scratch = UnsafeMutablePointer<OpaquePointer?>.allocate(capacity: MbufBurst.capacity)
         defer {
             mbufs.deallocate(); headroom.deallocate(); inFlightFlag.deallocate(); queue.deallocate()
             frameLength.deallocate(); framePort.deallocate(); frameOffset.deallocate(); scratch.deallocate()
+            slotFrame.deallocate()
         }
         var loaded = 0
         func releaseAll() {
@@ -92,6 +100,14 @@ extension Dataplane {
 
         // Preload.
         for (i, frame) in input.frames.enumerated() {
+            guard frame.length <= 2048 else {
+                throw DPDKError(operation: "preloading frame \(i + 1): \(frame.length) bytes do not fit an mbuf", code: EMSGSIZE)
+            }
+            frameLength[i] = UInt16(frame.length)
+            framePort[i] = UInt8(frame.port)
+            frameOffset[i] = frame.offset
+        }
+        for (i, frame) in input.frames.prefix(count).enumerated() {
             guard let m = Mbuf.allocate(from: mempool) else {
                 releaseAll()
                 throw DPDKError(operation: "preloading frame \(i + 1) of \(count): the mbuf pool is too small", code: ENOBUFS)
@@ -110,13 +126,13 @@ extension Dataplane {
             headroom[i] = UInt16(m.headroom)
             inFlightFlag[i] = 0
             queue[i] = Int32(i)
-            frameLength[i] = UInt16(frame.length)
-            framePort[i] = UInt8(frame.port)
-            frameOffset[i] = frame.offset
+            slotFrame[i] = i
             loaded += 1
         }
         defer { releaseAll() }
         outcome.preloaded = count
+        outcome.frames = frames
+        var nextFrame = count % frames
         var head = 0, available = count    // queue[head ..< head+available] mod count
 
         let limit = options.inFlight > 0 ? min(options.inFlight, count) : min(count, max(32, ringSize / 2))
@@ -128,12 +144,20 @@ extension Dataplane {
 
         input.bytes.withUnsafeBytes { source in
             let base = source.baseAddress!
-            /// Puts frame `i`'s window and first bytes back as they were preloaded.
+            /// Loads the capture's next frame into slot `i` (its window and first bytes: beyond
+            /// `restoreBytes` is payload the data path never writes) and queues it.
             @inline(__always) func restore(_ i: Int) {
                 let m = mbufs[i]
-                let length = frameLength[i]
+                var f = slotFrame[i]
+                if count != frames {
+                    f = nextFrame
+                    nextFrame &+= 1
+                    if nextFrame == frames { nextFrame = 0 }
+                    slotFrame[i] = f
+                }
+                let length = frameLength[f]
                 cdpdk_mbuf_reset_window(m, headroom[i], length)
-                cdpdk_mbuf_data(m).copyMemory(from: base + frameOffset[i], byteCount: min(Int(length), restoreBytes))
+                cdpdk_mbuf_data(m).copyMemory(from: base + frameOffset[f], byteCount: min(Int(length), restoreBytes))
                 inFlightFlag[i] = 0
                 queue[(head &+ available) % count] = Int32(i)
                 available &+= 1
@@ -143,7 +167,7 @@ extension Dataplane {
             let warmupTicks = UInt64(options.warmupSeconds * Double(hz))
             let measureStart = start &+ warmupTicks
             let feedEnd = options.loops > 0 ? UInt64.max : measureStart &+ UInt64(options.durationSeconds * Double(hz))
-            let target = options.loops > 0 ? options.loops * count : Int.max
+            let target = options.loops > 0 ? options.loops * frames : Int.max
             var measuring = warmupTicks == 0
             var processedAtStart: UInt64 = processed()
             var measuredBytes = 0
@@ -193,10 +217,10 @@ extension Dataplane {
                         allowed = min(allowed, max(0, due))
                     }
                     if allowed > 0 {
-                        let port = Int(framePort[Int(queue[head])])
+                        let port = Int(framePort[slotFrame[Int(queue[head])]])
                         while k < allowed {
                             let i = Int(queue[(head &+ k) % count])
-                            if Int(framePort[i]) != port { break }
+                            if Int(framePort[slotFrame[i]]) != port { break }
                             let m = mbufs[i]
                             cdpdk_mbuf_field64(m, fieldOffset)![1] = now
                             scratch[k] = m
@@ -206,7 +230,7 @@ extension Dataplane {
                         for j in 0..<accepted {
                             let i = Int(queue[(head &+ j) % count])
                             inFlightFlag[i] = 1
-                            if measuring { measuredBytes &+= Int(frameLength[i]) }
+                            if measuring { measuredBytes &+= Int(frameLength[slotFrame[i]]) }
                         }
                         head = (head &+ accepted) % count
                         available &-= accepted

@@ -18,7 +18,7 @@ struct LineRateReport {
         let o = outcome
         func num(_ v: Double, _ digits: Int = 3) -> JSONValue { .number(String(format: "%.\(digits)f", v)) }
         let fields: [(String, JSONValue)] = [
-            ("preloaded", .int(o.preloaded)), ("workers", .int(workers)),
+            ("preloaded", .int(o.preloaded)), ("frames", .int(o.frames)), ("workers", .int(workers)),
             ("fed", .int(o.fed)), ("transmitted", .int(o.transmitted)), ("dropped", .int(o.dropped)),
             ("foreign", .int(o.foreign)), ("stranded", .int(o.stranded)),
             ("measured_seconds", num(o.measuredSeconds)), ("measured_packets", .int(Int(o.measuredPackets))),
@@ -42,8 +42,8 @@ struct LineRateReport {
 
     var text: String {
         let o = outcome
-        var out = String(format: "preloaded %d frames; %d workers; fed %d, transmitted %d, dropped %d, foreign %d\n",
-                         o.preloaded, workers, o.fed, o.transmitted, o.dropped, o.foreign)
+        var out = String(format: "%d frames through %d preloaded mbufs; %d workers; fed %d, transmitted %d, dropped %d, foreign %d\n",
+                         o.frames, o.preloaded, workers, o.fed, o.transmitted, o.dropped, o.foreign)
         out += String(format: "rate: %.4f Mpps over %.3f s (%llu packets); offered %.3f Gbit/s\n",
                       o.packetsPerSecond / 1e6, o.measuredSeconds, o.measuredPackets,
                       o.measuredSeconds > 0 ? o.measuredBits / o.measuredSeconds / 1e9 : 0)

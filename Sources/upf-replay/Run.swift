@@ -55,6 +55,9 @@ struct Run: ParsableCommand {
     @Option(help: "With --preload: packets in flight at most (0: half a ring).")
     var inFlight: Int = 0
 
+    @Option(help: "With --preload: mbufs that circulate (0: one per frame up to 4096); with fewer mbufs than frames each returned mbuf takes the next frame.")
+    var preloadMbufs: Int = 0
+
     @Option(help: "Input rate in packets per second (0: as fast as the data path takes them).")
     var rate: Double = 0
 
@@ -121,7 +124,8 @@ struct Run: ParsableCommand {
         }
         if preload {
             // Every frame gets its own mbuf, on top of what the rings and bursts need.
-            let needed = input.frames.count + settings.dataplane.mbufs
+            let circulating = preloadMbufs > 0 ? min(preloadMbufs, input.frames.count) : min(input.frames.count, 4096)
+            let needed = circulating + settings.dataplane.mbufs
             settings.dataplane.mbufs = needed
             settings.dataplane.eal.memoryMB = max(settings.dataplane.eal.memoryMB, needed * 2560 / 1_048_576 + 512)
         }
@@ -174,6 +178,7 @@ struct Run: ParsableCommand {
                 options.loops = loops
                 options.warmupSeconds = warmup
                 options.inFlight = inFlight
+                options.mbufs = preloadMbufs
                 lineRate = try dataplane.lineRate(input, options: options, progressInterval: progressInterval) {
                     printToStandardError("upf-replay: \($0)")
                 }
