@@ -213,16 +213,21 @@ public struct CounterLayout: Sendable, Equatable {
 
     public init(sessionSlots: Int, rulesPerSession: Int, engines: Int = 0) {
         precondition(sessionSlots >= 0 && rulesPerSession >= 1 && engines >= 0)
+        precondition(PortCounter.allCases.count == CounterLayout.portStride)
         self.sessionSlots = sessionSlots
         self.rulesPerSession = rulesPerSession
         self.engines = engines
         ruleBase = CounterLayout.engineBase + engines * CounterLayout.engineStride
     }
 
+    /// `PortCounter.allCases.count` as a literal (checked in `init`): `allCases` builds its array
+    /// on every call, which on the per-packet path cost a static-object init, a `swift_once` and
+    /// a release per packet (callgrind, tools/bench).
+    @usableFromInline static let portStride = 5
     @inlinable public func port(_ port: Int, _ counter: PortCounter) -> Int {
-        port &* PortCounter.allCases.count &+ counter.rawValue
+        port &* CounterLayout.portStride &+ counter.rawValue
     }
-    @usableFromInline static let parserBase = PortTable.maxPorts * PortCounter.allCases.count
+    @usableFromInline static let parserBase = PortTable.maxPorts * CounterLayout.portStride
     @inlinable public func parser(_ reason: DropReason) -> Int { CounterLayout.parserBase &+ Int(reason.rawValue) }
     @usableFromInline static let datapathBase = parserBase + DropReason.counterSlots
     @inlinable public func datapath(_ reason: DatapathDrop) -> Int { CounterLayout.datapathBase &+ Int(reason.rawValue) }
