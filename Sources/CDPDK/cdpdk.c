@@ -317,3 +317,13 @@ uint64_t cdpdk_tsc_hz(void) { return rte_get_tsc_hz(); }
 /* Per-packet helper kept out of line (see the header for why).                                    */
 
 void cdpdk_mbuf_free(struct rte_mbuf *m) { rte_pktmbuf_free(m); }
+
+int cdpdk_replay_field_offset(void)
+{
+    static const struct rte_mbuf_dynfield desc = {
+        .name = "upf_replay_tag_stamp",
+        .size = 2 * sizeof(uint64_t),
+        .align = __alignof__(uint64_t),
+    };
+    return rte_mbuf_dynfield_register(&desc);
+}

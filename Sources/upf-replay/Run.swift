@@ -34,8 +34,29 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("input"), help: ArgumentHelp("PORT=FILE: an Ethernet capture received on port PORT (repeatable).", valueName: "port=file"))
     var inputs: [String] = []
 
-    @Option(help: ArgumentHelp("Directory for <port>.pcap outputs (created).", valueName: "dir"))
-    var outputDir: String
+    @Option(help: ArgumentHelp("Directory for <port>.pcap outputs (created; not with --preload).", valueName: "dir"))
+    var outputDir: String = ""
+
+    @Flag(help: "Line-rate mode: copy the inputs into mbufs once and circulate them (no output captures); report Mpps and RX-to-TX latency.")
+    var preload = false
+
+    @Option(help: "With --preload: seconds to feed (after --warmup) when --loops is 0.")
+    var duration: Double = 5
+
+    @Option(help: "With --preload: feed the inputs this many times instead of for --duration.")
+    var loops: Int = 0
+
+    @Option(help: "With --preload: target rate in bits per second of offered frames (instead of --rate).")
+    var rateBps: Double = 0
+
+    @Option(help: "With --preload: seconds at the start not counted in rate or latency.")
+    var warmup: Double = 0
+
+    @Option(help: "With --preload: packets in flight at most (0: half a ring).")
+    var inFlight: Int = 0
+
+    @Option(help: "With --preload: mbufs that circulate (0: one per frame up to 4096); with fewer mbufs than frames each returned mbuf takes the next frame.")
+    var preloadMbufs: Int = 0
 
     @Option(help: "Input rate in packets per second (0: as fast as the data path takes them).")
     var rate: Double = 0
@@ -60,6 +81,11 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard linger >= 0, linger.isFinite else { throw ValidationError("--linger must be 0 or more seconds") }
+        guard preload || !outputDir.isEmpty else { throw ValidationError("--output-dir is needed (unless --preload)") }
+        guard !(preload && expect != nil) else { throw ValidationError("--expect needs output captures: not with --preload") }
+        guard duration > 0, loops >= 0, rateBps >= 0, warmup >= 0, inFlight >= 0 else {
+            throw ValidationError("--duration must be > 0; --loops, --rate-bps, --warmup, --in-flight >= 0")
+        }
     }
 
     func run() throws {
@@ -96,16 +122,25 @@ struct Run: ParsableCommand {
             }
             do { try input.add(path: parts[1], port: port) } catch { throw fail("\(error)") }
         }
-        do {
-            try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
-        } catch {
-            throw fail("cannot create \(outputDir): \(error.localizedDescription)")
+        if preload {
+            // Every frame gets its own mbuf, on top of what the rings and bursts need.
+            let circulating = preloadMbufs > 0 ? min(preloadMbufs, input.frames.count) : min(input.frames.count, 4096)
+            let needed = circulating + settings.dataplane.mbufs
+            settings.dataplane.mbufs = needed
+            settings.dataplane.eal.memoryMB = max(settings.dataplane.eal.memoryMB, needed * 2560 / 1_048_576 + 512)
         }
-        let writers: [PcapWriter]
-        do {
-            writers = try settings.dataplane.ports.map { try PcapWriter(path: "\(outputDir)/\($0.name).pcap") }
-        } catch {
-            throw fail("\(error)")
+        var writers: [PcapWriter] = []
+        if !preload {
+            do {
+                try FileManager.default.createDirectory(atPath: outputDir, withIntermediateDirectories: true)
+            } catch {
+                throw fail("cannot create \(outputDir): \(error.localizedDescription)")
+            }
+            do {
+                writers = try settings.dataplane.ports.map { try PcapWriter(path: "\(outputDir)/\($0.name).pcap") }
+            } catch {
+                throw fail("\(error)")
+            }
         }
 
         let dataplane: Dataplane
@@ -117,6 +152,7 @@ struct Run: ParsableCommand {
         let service = ControlService(configuration: settings, tables: dataplane.sessionTables, persist: false, logger: logger)
         service.core.datapath = dataplane
         var outcome: ReplayOutcome?
+        var lineRate: LineRateOutcome?
         var failure: Error?
         let health = EngineHealthMonitor(dataplane: dataplane, core: service.core,
                                          linkIntervalMilliseconds: settings.dataplane.health.linkIntervalMilliseconds,
@@ -134,9 +170,23 @@ struct Run: ParsableCommand {
             health.start()
             if socket != nil { try service.server.start() }
             try service.metricsServer?.start()
-            outcome = try dataplane.replay(input, rate: rate, writers: writers, decode: expectations != nil,
-                                           progressInterval: progressInterval) { fed, processed in
-                printToStandardError("upf-replay: \(fed)/\(input.frames.count) fed, \(processed) processed")
+            if preload {
+                var options = LineRateOptions()
+                let meanBits = Double(input.bytes.count * 8) / Double(max(1, input.frames.count))
+                options.rate = rateBps > 0 ? rateBps / meanBits : rate
+                options.durationSeconds = duration
+                options.loops = loops
+                options.warmupSeconds = warmup
+                options.inFlight = inFlight
+                options.mbufs = preloadMbufs
+                lineRate = try dataplane.lineRate(input, options: options, progressInterval: progressInterval) {
+                    printToStandardError("upf-replay: \($0)")
+                }
+            } else {
+                outcome = try dataplane.replay(input, rate: rate, writers: writers, decode: expectations != nil,
+                                               progressInterval: progressInterval) { fed, processed in
+                    printToStandardError("upf-replay: \(fed)/\(input.frames.count) fed, \(processed) processed")
+                }
             }
             if linger > 0 { Self.linger(seconds: linger) }
         } catch {
@@ -149,6 +199,14 @@ struct Run: ParsableCommand {
         do { try dataplane.stop() } catch { stopError = error }
         writers.forEach { $0.flush() }
         if let failure { throw failure is ExitCode ? failure : fail("\(failure)") }
+        if let lineRate {
+            let report = LineRateReport(input: input, outcome: lineRate, statistics: statistics, ports: settings.dataplane.ports.map(\.name),
+                                        workers: dataplane.workers.count)
+            if json { print(report.json) } else { print(report.text, terminator: "") }
+            if let stopError { throw fail("\(stopError)") }
+            if lineRate.stranded > 0 { throw fail("\(lineRate.stranded) packets never came back from the data path") }
+            return
+        }
         guard let outcome else { throw fail("the replay did not run") }
 
         let ports = settings.dataplane.ports

@@ -29,6 +29,7 @@
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
+#include <rte_mbuf_dyn.h>
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 
@@ -408,6 +409,32 @@ static inline long cdpdk_set_timer_slack_ns(unsigned long ns) {
 
 /** The calling thread's timer slack (nanoseconds). */
 static inline long cdpdk_get_timer_slack_ns(void) { return (long)prctl(PR_GET_TIMERSLACK, 0, 0, 0, 0); }
+
+/* ---------------------------------------------------------------------------------------------- */
+/* Preloaded replay (upf-replay run --preload): mbufs that circulate instead of being freed.       */
+/* ---------------------------------------------------------------------------------------------- */
+
+/** Registers (once per process) the replay's 16-byte mbuf dynamic field; its offset, or -1. */
+int cdpdk_replay_field_offset(void);
+
+/** The replay's two 64-bit words in mbuf `m` (field at `offset`): [0] tag (index), [1] RX stamp. */
+static inline uint64_t *cdpdk_mbuf_field64(struct rte_mbuf *m, int offset)
+{
+    return RTE_MBUF_DYNFIELD(m, offset, uint64_t *);
+}
+
+static inline uint16_t cdpdk_mbuf_refcnt(const struct rte_mbuf *m) { return rte_mbuf_refcnt_read(m); }
+static inline void cdpdk_mbuf_refcnt_set(struct rte_mbuf *m, uint16_t v) { rte_mbuf_refcnt_set(m, v); }
+
+/** Puts a single-segment mbuf's window back at `headroom` with `len` bytes. */
+static inline void cdpdk_mbuf_reset_window(struct rte_mbuf *m, uint16_t headroom, uint16_t len)
+{
+    m->data_off = headroom;
+    m->data_len = len;
+    m->pkt_len = len;
+}
+
+static inline uint16_t cdpdk_mbuf_buf_len(const struct rte_mbuf *m) { return m->buf_len; }
 
 #ifdef __cplusplus
 }

@@ -240,26 +240,43 @@ public struct CounterLayout: Sendable, Equatable {
     /// First word of the rule counters (after the per-engine ones).
     @usableFromInline let ruleBase: Int
 
+    /// The static bases, copied into the value: a static `let` that is not a literal is a lazy
+    /// global, and reading one on the per-packet path is a `swift_once` call each time (two per
+    /// steered packet in `act`, callgrind).
+    @usableFromInline let cachedParserBase: Int, cachedDatapathBase: Int, cachedActionBase: Int
+    @usableFromInline let cachedLocalBase: Int, cachedEngineBase: Int, cachedEngineStride: Int
+
     public init(sessionSlots: Int, rulesPerSession: Int, engines: Int = 0) {
+        cachedParserBase = CounterLayout.parserBase
+        cachedDatapathBase = CounterLayout.datapathBase
+        cachedActionBase = CounterLayout.actionBase
+        cachedLocalBase = CounterLayout.localBase
+        cachedEngineBase = CounterLayout.engineBase
+        cachedEngineStride = CounterLayout.engineStride
         precondition(sessionSlots >= 0 && rulesPerSession >= 1 && engines >= 0)
+        precondition(PortCounter.allCases.count == CounterLayout.portStride)
         self.sessionSlots = sessionSlots
         self.rulesPerSession = rulesPerSession
         self.engines = engines
         ruleBase = CounterLayout.engineBase + engines * CounterLayout.engineStride
     }
 
+    /// `PortCounter.allCases.count` as a literal (checked in `init`): `allCases` builds its array
+    /// on every call, which on the per-packet path cost a static-object init, a `swift_once` and
+    /// a release per packet (callgrind, tools/bench).
+    @usableFromInline static let portStride = 5
     @inlinable public func port(_ port: Int, _ counter: PortCounter) -> Int {
-        port &* PortCounter.allCases.count &+ counter.rawValue
+        port &* CounterLayout.portStride &+ counter.rawValue
     }
-    @usableFromInline static let parserBase = PortTable.maxPorts * PortCounter.allCases.count
-    @inlinable public func parser(_ reason: DropReason) -> Int { CounterLayout.parserBase &+ Int(reason.rawValue) }
+    @usableFromInline static let parserBase = PortTable.maxPorts * CounterLayout.portStride
+    @inlinable public func parser(_ reason: DropReason) -> Int { cachedParserBase &+ Int(reason.rawValue) }
     @usableFromInline static let datapathBase = parserBase + DropReason.counterSlots
-    @inlinable public func datapath(_ reason: DatapathDrop) -> Int { CounterLayout.datapathBase &+ Int(reason.rawValue) }
+    @inlinable public func datapath(_ reason: DatapathDrop) -> Int { cachedDatapathBase &+ Int(reason.rawValue) }
     @usableFromInline static let actionBase = datapathBase + DatapathDrop.allCases.count
     /// Packets; bytes are the next word.
-    @inlinable public func action(_ action: ActionCounter) -> Int { CounterLayout.actionBase &+ action.rawValue &* 2 }
+    @inlinable public func action(_ action: ActionCounter) -> Int { cachedActionBase &+ action.rawValue &* 2 }
     @usableFromInline static let localBase = actionBase + ActionCounter.allCases.count * 2
-    @inlinable public func local(_ counter: LocalCounter) -> Int { CounterLayout.localBase &+ counter.rawValue }
+    @inlinable public func local(_ counter: LocalCounter) -> Int { cachedLocalBase &+ counter.rawValue }
 
     /// Per engine: packets and bytes steered to each instance, then the two fallback counts.
     @usableFromInline static let engineBase = localBase + LocalCounter.allCases.count
@@ -267,12 +284,12 @@ public struct CounterLayout: Sendable, Equatable {
     /// Packets steered to instance `instance` of engine `engine`; bytes next. Callers check
     /// `engine < engines`.
     @inlinable public func engineInstance(_ engine: Int, _ instance: Int) -> Int {
-        CounterLayout.engineBase &+ engine &* CounterLayout.engineStride &+ instance &* 2
+        cachedEngineBase &+ engine &* cachedEngineStride &+ instance &* 2
     }
     /// Packets of engine `engine` that met no usable instance: dropped (fallback `drop`), or
     /// forwarded by the next non-steering rule (fallback `core`).
     @inlinable public func engineFallback(_ engine: Int, drop: Bool) -> Int {
-        CounterLayout.engineBase &+ engine &* CounterLayout.engineStride &+ EngineDirectory.maxInstances &* 2 &+ (drop ? 0 : 1)
+        cachedEngineBase &+ engine &* cachedEngineStride &+ EngineDirectory.maxInstances &* 2 &+ (drop ? 0 : 1)
     }
 
     /// Packets of the rule at evaluation position `position` of the session in `slot`; bytes next.
