@@ -350,10 +350,24 @@ public final class DatapathWorker: @unchecked Sendable {
                 processor.now = clock.nanoseconds(cdpdk_rdtsc())
                 var drops = 0
                 var rxBytes = 0
+                // Look the burst's sessions up together first (see `BurstLookahead`): the data
+                // of every frame is prefetched, each frame's key peeked, then one burst lookup
+                // overlaps the table misses that one lookup per packet would take in series.
                 var i = 0
+                while i < n { cdpdk_mbuf_prefetch_data(rx[i].unsafelyUnwrapped); i &+= 1 }
+                processor.beginBurst(ingress: source.portIndex)
+                i = 0
                 while i < n {
-                    if i &+ 1 < n { cdpdk_mbuf_prefetch_data(rx[i &+ 1].unsafelyUnwrapped) }
                     let m = rx[i].unsafelyUnwrapped
+                    processor.peek(i, frame: UnsafeRawPointer(cdpdk_mbuf_data(m)), length: Int(cdpdk_mbuf_data_len(m)),
+                                   ingress: source.portIndex)
+                    i &+= 1
+                }
+                processor.lookUpPeeked()
+                i = 0
+                while i < n {
+                    let m = rx[i].unsafelyUnwrapped
+                    let index = i
                     i &+= 1
                     let length = Int(cdpdk_mbuf_data_len(m))
                     rxBytes &+= length
@@ -365,7 +379,8 @@ public final class DatapathWorker: @unchecked Sendable {
                     }
                     let verdict = processor.process(frame: cdpdk_mbuf_data(m), length: length,
                                                     headroom: Int(cdpdk_mbuf_headroom(m)),
-                                                    tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: source.portIndex)
+                                                    tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: source.portIndex,
+                                                    burstIndex: index)
                     if verdict.isDropped {
                         if verdict.isBuffered && hold(m, ingress: source.portIndex, now: roundStart) { continue }
                         dropped[drops] = m
@@ -374,6 +389,7 @@ public final class DatapathWorker: @unchecked Sendable {
                     }
                     enqueue(m, verdict)
                 }
+                processor.endBurst()
                 if drops > 0 { cdpdk_mbuf_free_bulk(dropped, UInt32(drops)) }
                 counters.add(layout.port(source.portIndex, .rxPackets), UInt64(n))
                 counters.add(layout.port(source.portIndex, .rxBytes), UInt64(rxBytes))

@@ -1,3 +1,4 @@
+import CPrefetch
 import Synchronization
 import UPFPackets
 
@@ -376,6 +377,12 @@ public struct CounterBlock: @unchecked Sendable {
 
     @inlinable @inline(__always)
     public func count(_ reason: DatapathDrop) { add(layout.datapath(reason)) }
+
+    /// Starts loading, for writing, the line of the first rule counters of the session in `slot`.
+    @inlinable @inline(__always)
+    public func prefetchRuleCounters(slot: Int) {
+        cprefetch_write(UnsafeRawPointer(words + layout.rule(slot: slot, position: 0)))
+    }
 
     @inlinable @inline(__always)
     public func count(_ reason: DropReason) { add(layout.parser(reason)) }

@@ -100,6 +100,8 @@ public struct PacketProcessor: @unchecked Sendable {
     /// True while the worker hands buffered packets back (`release`): they were counted by
     /// the rule that buffered them and are not counted by a rule again.
     public var releasing = false
+    /// The sessions of the current receive burst, looked up ahead (`beginBurst`, `peek`).
+    @usableFromInline var ahead: BurstLookahead
 
     /// The `PortTable`, `EngineDirectory` and the optional services (neighbours, event queue,
     /// Error Indication limiter, MBR meters) must outlive the processor. Without a limiter no
@@ -124,6 +126,9 @@ public struct PacketProcessor: @unchecked Sendable {
         self.errorIndications = errorIndications?.view
         self.limiter = errorIndications
         self.meters = meters?.view ?? .none
+        let storage = BurstLookaheadStorage()
+        self.lookaheadStorage = storage
+        self.ahead = BurstLookahead(storage: storage)
         n3Options.direction = .uplink
         coreOptions.direction = .downlink
     }
@@ -132,16 +137,19 @@ public struct PacketProcessor: @unchecked Sendable {
     let neighborTable: NeighborTable
     let eventQueue: DatapathEventQueue?
     let limiter: ErrorIndicationLimiter?
+    let lookaheadStorage: BurstLookaheadStorage
 
     // MARK: Entry
 
     /// Processes the frame of `length` octets at `frame` that arrived on port `ingress`.
     /// `headroom` octets in front of `frame` may be written (the mbuf's headroom),
     /// `tailroom` octets after it may be written too (answers such as an Echo Response can be
-    /// longer than what they answer).
+    /// longer than what they answer). `burstIndex`: the frame's index in a burst that was
+    /// peeked (`peek`) and looked up ahead (`lookUpPeeked`), or -1.
     @inlinable
     public mutating func process(frame: UnsafeMutableRawPointer, length: Int, headroom: Int, tailroom: Int = 0,
-                                 ingress: Int) -> PacketVerdict {
+                                 ingress: Int, burstIndex: Int = -1) -> PacketVerdict {
+        ahead.current = burstIndex
         guard ingress >= 0 && ingress < portCount else { return drop(.unknownPort) }
         let bytes = PacketBytes(base: UnsafeRawPointer(frame), count: length)
         switch ports[ingress].role {
@@ -180,7 +188,7 @@ public struct PacketProcessor: @unchecked Sendable {
             return takeSignalling(frame: frame, room: room, port: n3)
         }
         guard ports[n3].owns(parsed.outerDestination) else { return drop(.notAddressedToUPF) }
-        guard let session = reader.lookupUplink(teid: parsed.teid) else { return answerUnknownTEID(frame: frame, room: room, port: n3) }
+        guard let session = uplinkSession(teid: parsed.teid) else { return answerUnknownTEID(frame: frame, room: room, port: n3) }
         return classifyAndAct(session, qfi: parsed.psc.present ? parsed.psc.qfi : 0, source: .access,
                               frame: frame, headroom: headroom)
     }
@@ -206,13 +214,13 @@ public struct PacketProcessor: @unchecked Sendable {
             case .outerFragment: return drop(.outerFragment)
             default: return takeSignalling(frame: frame, room: room, port: ingress)
             }
-            guard let session = reader.lookupUplink(teid: parsed.teid) else {
+            guard let session = uplinkSession(teid: parsed.teid) else {
                 return answerUnknownTEID(frame: frame, room: room, port: ingress)
             }
             return classifyAndAct(session, qfi: parsed.psc.present ? parsed.psc.qfi : 0, source: .core,
                                   frame: frame, headroom: headroom)
         }
-        guard let session = reader.lookupDownlink(parsed.inner.destination) else { return drop(.noSessionForUE) }
+        guard let session = downlinkSession(parsed.inner.destination) else { return drop(.noSessionForUE) }
         return classifyAndAct(session, qfi: 0, source: .core, frame: frame, headroom: headroom)
     }
 
@@ -226,7 +234,7 @@ public struct PacketProcessor: @unchecked Sendable {
             return answerNeighborDiscovery(bytes, frame: frame, room: room, port: ingress, otherwise: .localTrafficUnhandled)
         }
         if ports[ingress].owns(parsed.inner.destination) { return drop(.localTrafficUnhandled) }
-        guard let session = reader.lookupDownlink(parsed.inner.destination) else { return drop(.noSessionForUE) }
+        guard let session = downlinkSession(parsed.inner.destination) else { return drop(.noSessionForUE) }
         return classifyAndAct(session, qfi: 0, source: .engine, frame: frame, headroom: headroom)
     }
 
