@@ -114,7 +114,10 @@ let package = Package(
         .testTarget(name: "UPFPacketsTests", dependencies: ["UPFPackets"]),
         .testTarget(name: "UPFPolicyTests", dependencies: ["UPFPolicy"]),
         .testTarget(name: "UPFDatapathTests", dependencies: ["UPFDatapath", "UPFPolicy", "UPFPackets"]),
-        .testTarget(name: "UPFControlTests", dependencies: ["UPFControl", "UPFPolicy", "UPFDatapath"]),
+        .testTarget(name: "UPFControlTests", dependencies: [
+            "UPFControl", "UPFPolicy", "UPFDatapath",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+        ]),
         .testTarget(name: "UPFCaptureTests", dependencies: ["UPFCapture", "UPFPackets"]),
         // Runs the built executables as subprocesses (EAL initialises once per process) and
         // checks them against tshark and scapy.

@@ -560,26 +560,34 @@ final class EventStream: EventSubscriber, @unchecked Sendable {
         if run { drainOnLoop() }
     }
 
+    /// Writes until the queue is empty or the socket's buffer is full. `flush()` can make the
+    /// channel writable again from inside itself (the peer read meanwhile): the `resume()` that
+    /// NIO then calls finds the drain `.scheduled` and leaves the work to this call, so after each
+    /// flush it looks again instead of ending with events queued and nobody to write them.
     private func drainOnLoop() {
         guard channel.isActive else { return }
-        var wrote = false
-        while channel.isWritable {
-            let next = state.withLock { s -> ControlEvent? in
-                if let event = s.queue.next() { return event }
-                s.drain = .idle
-                return nil
+        while true {
+            var wrote = false
+            while channel.isWritable {
+                let next = state.withLock { s -> ControlEvent? in
+                    if let event = s.queue.next() { return event }
+                    s.drain = .idle
+                    return nil
+                }
+                guard let event = next else { break }
+                var text = event.json.serialized
+                text.append("\n")
+                channel.write(channel.allocator.buffer(string: text), promise: nil)
+                wrote = true
             }
-            guard let event = next else { break }
-            var text = event.json.serialized
-            text.append("\n")
-            channel.write(channel.allocator.buffer(string: text), promise: nil)
-            wrote = true
-        }
-        if wrote { channel.flush() }
-        if !channel.isWritable {
-            state.withLock { s in
-                if s.drain == .scheduled { s.drain = .blocked }
+            if wrote { channel.flush() }
+            let writeMore = state.withLock { s -> Bool in
+                guard s.drain == .scheduled else { return false }  // drained: idle
+                if channel.isWritable { return true }
+                s.drain = .blocked  // the next writability change resumes
+                return false
             }
+            if !writeMore { return }
         }
     }
 }
