@@ -163,6 +163,8 @@ final class ControlConnectionHandler: ChannelInboundHandler {
 
     private enum Item {
         case line([UInt8])
+        /// A line parsed while the request before it was being applied (`parseAhead`).
+        case parsed(ParsedRequest)
         case tooLong
     }
 
@@ -339,9 +341,12 @@ final class ControlConnectionHandler: ChannelInboundHandler {
                 closeWith(context, ControlProtocol.failure(id: .null, error))
                 return
             case .line(let bytes):
-                handle(context, line: bytes)
+                handle(context, ControlProtocol.parse(line: bytes))
+            case .parsed(let parsed):
+                handle(context, parsed)
             }
         }
+        if busy { parseAhead() }
         if mode == .requests, !busy, queueHead == queue.count {
             queue.removeAll(keepingCapacity: true)
             queueHead = 0
@@ -355,8 +360,16 @@ final class ControlConnectionHandler: ChannelInboundHandler {
         }
     }
 
-    private func handle(_ context: ChannelHandlerContext, line: [UInt8]) {
-        let parsed = ControlProtocol.parse(line: line)
+    /// Parses the next queued line while the policy thread applies the one before, so that a
+    /// client that sends its next batch before the answer (pipelining) has its parsing overlap
+    /// the application instead of following it. Parsing depends on nothing but the line; the
+    /// request is still validated and applied, or refused, in order when its turn comes.
+    private func parseAhead() {
+        guard mode == .requests, queueHead < queue.count, case .line(let bytes) = queue[queueHead] else { return }
+        queue[queueHead] = .parsed(ControlProtocol.parse(line: bytes))
+    }
+
+    private func handle(_ context: ChannelHandlerContext, _ parsed: ParsedRequest) {
         let id = parsed.id
         let request: ControlRequest
         switch parsed.result {

@@ -193,7 +193,7 @@ public final class StateStore {
         var line = Array(#"{"version":"#.utf8)
         line += String(version).utf8
         line += #","changes":"#.utf8
-        if let text, !text.bytes.contains(0x0A) {
+        if let text, !text.bytes.withUnsafeBufferPointer({ $0.count > 0 && memchr($0.baseAddress!, 0x0A, $0.count) != nil }) {
             line += text.bytes
         } else {
             var writer = PolicyJSONWriter()

@@ -131,15 +131,19 @@ private struct CompiledSessionBuilder {
             out.counterIDs.append(u.id)
         }
         var actions: [UInt32: CompiledAction?] = [:]
+        actions.reserveCapacity(s.actions.count)
         for a in s.actions where actions[a.id] == nil {
             actions[a.id] = resolve(a, engines: engines)
         }
 
         // Evaluation order: precedence, then id (the model's tie-break); stable otherwise.
-        let order = s.rules.indices.sorted {
-            let l = s.rules[$0], r = s.rules[$1]
-            return (l.precedence, l.id, $0) < (r.precedence, r.id, $1)
+        // The keys first: comparing `s.rules[i]` values copied each whole `Rule` (a retain and a
+        // release of every string and list in it) twice per comparison.
+        let keys = s.rules.map { (precedence: $0.precedence, id: $0.id) }
+        let order = keys.indices.sorted {
+            (keys[$0].precedence, keys[$0].id, $0) < (keys[$1].precedence, keys[$1].id, $1)
         }
+        out.rules.reserveCapacity(s.rules.count)
         for i in order {
             rule(s.rules[i], at: i, actions: actions, qosIndex: qosIndex, counterIndex: counterIndex,
                  applications: applications)
@@ -223,12 +227,15 @@ private struct CompiledSessionBuilder {
 
     mutating func rule(_ r: Rule, at index: Int, actions: [UInt32: CompiledAction?], qosIndex: [UInt32: UInt16],
                        counterIndex: [UInt32: UInt16], applications: [String: Application]) {
-        // Only put together for a note: a session compiles cleanly when it validated.
-        func what() -> String { "rules[\(index)] (id \(r.id))" }
+        // Only put together for a note: a session compiles cleanly when it validated. The
+        // helpers capture the id, not `r`: capturing the rule copied it (and retained all it
+        // holds) into each helper's context.
+        let ruleID = r.id
+        func what() -> String { "rules[\(index)] (id \(ruleID))" }
         func skip(_ why: String) -> Void { note("\(what()): \(why): rule left out (never matches)") }
         /// A valid rule that no packet can match (its filter and its application exclude each
         /// other): left out, listed in `neverMatching`, not a note.
-        func dead() -> Void { out.neverMatching.append(r.id) }
+        func dead() -> Void { out.neverMatching.append(ruleID) }
 
         guard let resolved = actions[r.action] else { return skip("unknown action \(r.action)") }
         guard let action = resolved else { return skip("action \(r.action) cannot be resolved") }

@@ -57,6 +57,40 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
 
     /// Parses with the reason of a failure.
     static func parse(_ text: String) -> Result<IPPrefix, Problem> {
+        if let prefix = text.utf8.withContiguousStorageIfAvailable(parseIPv4Canonical) ?? nil {
+            return .success(prefix)
+        }
+        return parseAny(text)
+    }
+
+    /// The common case, a valid IPv4 address or prefix, in one pass over the bytes; nil sends
+    /// everything else (IPv6, every error with its message) to `parseAny`, which accepts the same
+    /// texts. Why: a session carries several prefixes, validation and compilation both read
+    /// them, and `parseAny`'s walk over String indices cost ~2000 instructions a prefix (this path:
+    /// ~200) — a tenth of the policy thread's work per session update (callgrind).
+    static func parseIPv4Canonical(_ utf8: UnsafeBufferPointer<UInt8>) -> IPPrefix? {
+        var slash = 0
+        while slash < utf8.count, utf8[slash] != UInt8(ascii: "/") { slash += 1 }
+        guard let v4 = IPAddress.ipv4(utf8: UnsafeBufferPointer(rebasing: utf8[0..<slash])) else { return nil }
+        var familyLength = 32
+        if slash < utf8.count {
+            let digits = utf8.count - slash - 1
+            guard digits >= 1, digits <= 3 else { return nil }
+            familyLength = 0
+            for i in slash + 1..<utf8.count {
+                let digit = utf8[i] &- UInt8(ascii: "0")
+                guard digit <= 9 else { return nil }
+                familyLength = familyLength * 10 + Int(digit)
+            }
+            guard familyLength <= 32 else { return nil }
+        }
+        let address = IPAddress(ipv4: v4)
+        let prefix = IPPrefix(address: address, length: UInt8(familyLength + 96))
+        return prefix.address == address ? prefix : nil
+    }
+
+    /// Any prefix text, with the reason of a failure.
+    static func parseAny(_ text: String) -> Result<IPPrefix, Problem> {
         let slash = text.utf8.firstIndex(of: UInt8(ascii: "/"))
         let addressText = text[..<(slash ?? text.endIndex)]
         let isV6 = addressText.utf8.contains(UInt8(ascii: ":"))

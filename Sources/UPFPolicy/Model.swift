@@ -560,6 +560,37 @@ public struct PortRange: Codable, Sendable, Equatable, Hashable {
     /// The text form: `"443"`, `"8000-8080"` (spaces around the numbers allowed). A failure's
     /// path is empty: the caller knows where the text was.
     public static func parse(_ text: String) -> Result<PortRange, PolicyError> {
+        if let range = text.utf8.withContiguousStorageIfAvailable(parseDigits) ?? nil { return .success(range) }
+        return parseAny(text)
+    }
+
+    /// `443` or `8000-8080` written with digits only, in one pass over the bytes; nil sends
+    /// everything else (spaces, every error with its message) to `parseAny`, which accepts the
+    /// same texts. Why: the String splitting of `parseAny` cost ~8000 instructions a range, in
+    /// the request parsing of every session update (callgrind).
+    static func parseDigits(_ utf8: UnsafeBufferPointer<UInt8>) -> PortRange? {
+        var low = 0, high = 0
+        var digits = 0
+        var inHigh = false
+        for byte in utf8 {
+            if byte == UInt8(ascii: "-") {
+                guard !inHigh, digits > 0 else { return nil }
+                inHigh = true
+                digits = 0
+                continue
+            }
+            let digit = byte &- UInt8(ascii: "0")
+            guard digit <= 9 else { return nil }
+            digits += 1
+            if inHigh { high = high * 10 + Int(digit) } else { low = low * 10 + Int(digit) }
+            guard low <= Int(UInt16.max), high <= Int(UInt16.max) else { return nil }
+        }
+        guard digits > 0 else { return nil }
+        return inHigh ? PortRange(low: UInt16(low), high: UInt16(high)) : PortRange(UInt16(low))
+    }
+
+    /// Any port text, with the reason of a failure.
+    static func parseAny(_ text: String) -> Result<PortRange, PolicyError> {
         let parts = text.split(separator: "-", omittingEmptySubsequences: false)
         func port(_ s: Substring) -> Result<UInt16, PolicyError> {
             let t = s.trimmingSpaces

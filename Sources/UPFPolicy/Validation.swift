@@ -262,9 +262,10 @@ enum Check {
                         "\(what) id \(id(list[i])) is used twice (\(path)[\(earlier)] and \(path)[\(i)])")
         }
         if list.count <= linearUniqueLimit {
-            for i in list.indices.dropFirst() {
-                let key = id(list[i])
-                if let earlier = list[..<i].firstIndex(where: { id($0) == key }) { throw duplicate(i, earlier) }
+            // The ids once: `id(list[j])` inside the inner loop copied an element per comparison.
+            let ids = list.map(id)
+            for i in ids.indices.dropFirst() {
+                if let earlier = ids[..<i].firstIndex(of: ids[i]) { throw duplicate(i, earlier) }
             }
             return
         }

@@ -17,7 +17,7 @@ import Testing
             .map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
     }
 
-    @Test("Echo Request → one Echo Response; ARP request → one ARP reply; a flood of 2000 unknown-TEID G-PDUs → Error Indications at most at the per-peer rate, with the right IEs; a received Error Indication shows in `upfctl events`",
+    @Test("Echo Request → one Echo Response; ARP request → one ARP reply; a flood of 10,000 unknown-TEID G-PDUs → Error Indications at most at the per-peer rate, with the right IEs; a received Error Indication shows in `upfctl events`",
           .enabled(if: F.toolsPresent, F.toolsMessage))
     func echoErrorIndicationAndEvents() throws {
         let c = try FastPathCase("path-management")
@@ -27,8 +27,8 @@ import Testing
         let socketDirectory = "/tmp/pm-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: socketDirectory) }
         let socket = socketDirectory + "/control.sock"
-        // 2000 packets per second: the flood lasts about a second of real time.
-        let pps = 2000.0
+        // 10,000 packets per second: the flood lasts about a second of real time.
+        let pps = 10_000.0
         let replay = try BackgroundProcess(Paths.executable("upf-replay"),
                                            c.replayArguments(expect: false) + ["--rate", "\(Int(pps))", "--socket", socket])
         defer { replay.kill() }

@@ -668,7 +668,7 @@ def case_path_management(c):
     from one gNB (Error Indications at most at the configured per-peer rate), then an Error
     Indication from the gNB (an `error_indication` event on the control socket)."""
     policy = {"sessions": [session1([access_rule()], [{"id": 1, "type": "n6"}])]}
-    flood = 2000
+    flood = 10000
     c.add("n3", echo_request(0x4242), label="echo request", outcome="answered")
     c.add("n3", arp_request(N3_IP, "192.0.2.254", GNB_ROUTER_MAC), label="arp request", outcome="answered")
     unknown = bytes(gpdu(udp4(7, sport=1234), teid=0xBADC0DE, qfi=9, sport=33333))

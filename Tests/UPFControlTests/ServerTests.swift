@@ -63,6 +63,33 @@ func sessionLine(_ id: Int, _ seid: UInt64, teid: UInt32? = nil) -> String {
         #expect(responses[2]?.errorCode == "not_found")
     }
 
+    /// A client that sends its next lines before the answer to a large batch (pipelining): the
+    /// server parses the next line while the batch is applied, and still validates and answers
+    /// each line in order against the state the lines before it left.
+    @Test func pipelinedLinesAreValidatedInOrderAgainstTheStateBeforeThem() throws {
+        let h = try ServiceHarness()
+        let c = try h.client()
+        let batch = (1...300).map { seid in
+            #"{"op":"put_session","session":"# + String(decoding: PolicyCoding.json(Fixture.session(UInt64(seid))), as: UTF8.self) + "}"
+        }
+        var lines = [#"{"id":1,"op":"apply","changes":["# + batch.joined(separator: ",") + "]}"]
+        lines.append(#"{"id":2,"op":"session.get","seid":300}"#)                         // in the batch before it
+        lines.append(sessionLine(3, 1000, teid: 300 + 100))                               // the TEID of session 300
+        lines.append(#"{"id":4,"op":"session.delete","#)                                 // not JSON
+        lines.append(#"{"id":5,"op":"session.delete","seid":300}"#)
+        lines.append(sessionLine(6, 1000, teid: 300 + 100))                               // free again
+        c.send(lines.joined(separator: "\n") + "\n")
+        let answers = (0..<lines.count).compactMap { _ in c.readLine() }.map { try? JSONValue.parse($0) }
+        try #require(answers.count == lines.count)
+        #expect(answers.map { $0?["id"] } == [.number("1"), .number("2"), .number("3"), .null, .number("5"), .number("6")])
+        #expect(answers[0]?.isOK == true && answers[1]?.isOK == true)
+        #expect(answers[2]?.errorCode == "collision", "\(String(describing: answers[2]))")
+        #expect(answers[3]?.errorCode == "syntax_error", "\(String(describing: answers[3]))")
+        #expect(answers[4]?.isOK == true && answers[5]?.isOK == true)
+        let versions = [0, 1, 4, 5].map { answers[$0]?["version"] }
+        #expect(versions == [.number("1"), .number("1"), .number("2"), .number("3")], "\(versions)")
+    }
+
     @Test func manyConcurrentClients() throws {
         let h = try ServiceHarness()
         let clients = 24, perClient = 10

@@ -22,6 +22,31 @@ import UPFPackets
         #expect(!IPPrefix("2001:db8:1::/48")!.overlaps(IPPrefix("2001:db8:2::/64")!))
     }
 
+    /// The one-pass IPv4 path of `IPPrefix.parse` accepts only what the general parser accepts,
+    /// with the same result; everything else falls through to it (and its messages).
+    @Test func ipv4FastPathAgreesWithTheGeneralParser() {
+        var texts = ["10.0.0.0/8", "10.0.0.1/8", "192.0.2.1", "192.0.2.1/32", "0.0.0.0/0", "1.2.3.4/0", "0.0.0.0/00",
+                     "10.0.0.0/008", "10.0.0.0/0008", "10.0.0.0/33", "10.0.0.0/", "10.0.0.0//8", "/8", "10.0.0.0/8/8",
+                     "10.0.0.0/8a", "10.0.0.0/-8", "10.0.0.0/+8", "01.0.0.0/8", "256.0.0.0/8", "1.2.3/24",
+                     "::ffff:10.0.0.0/104", "2001:db8::/32", "10.0.0.0 /8", "10.0.0.0/ 8", "", "/", "1.2.3.4/255"]
+        var generator = SystemRandomNumberGenerator()
+        let pieces = ["0", "1", "9", "10", "99", "100", "255", "256", "01", "", ".", "/", ":", "a", "32", "33", "24"]
+        for _ in 0..<5000 {
+            texts.append((0..<Int.random(in: 1...9, using: &generator)).map { _ in pieces.randomElement(using: &generator)! }.joined())
+            let address = UInt32.random(in: .min ... .max, using: &generator)
+            let length = Int.random(in: 0...33, using: &generator)
+            texts.append("\(IPAddress(ipv4: address))/\(length)")
+            texts.append("\(IPAddress(ipv4: address & (length == 0 ? 0 : ~UInt32(0) << (32 - min(length, 32)))))/\(length)")
+        }
+        for text in texts {
+            let general = try? IPPrefix.parseAny(text).get()
+            let fast = text.utf8.withContiguousStorageIfAvailable(IPPrefix.parseIPv4Canonical) ?? nil
+            if let fast { #expect(fast == general, "\(text)") }
+            if let general, general.isIPv4, !text.contains(":") { #expect(fast == general, "fast path missed \(text)") }
+            #expect((try? IPPrefix.parse(text).get()) == general, "\(text)")
+        }
+    }
+
     /// Dotted quads: four decimal octets, digits only, no leading zeros (also as an IPv6 tail).
     @Test func ipv4Text() {
         #expect(IPAddress("0.0.0.0") == IPAddress(ipv4: 0))

@@ -66,6 +66,23 @@ import Testing
             .sessions[0].ueIPv6 == "2001:db8::/64")
     }
 
+    /// The digits-only path of `PortRange.parse` gives what the general parser gives, on
+    /// every text it takes; the rest (spaces, errors) falls through to the general parser.
+    @Test func portRangeFastPathAgreesWithTheGeneralParser() {
+        var texts = ["0", "80", "65535", "65536", "0080", "000000080", "8000-8080", "9-1", "0-65535", "1-65536", "-1",
+                     "1-", "-", "", "1--2", "1-2-3", " 1", "1 ", "1 - 2", "+1", "1e3", "99999999999999999999"]
+        let pieces = ["0", "1", "9", "00", "65", "535", "65535", "65536", "-", " ", "a", ""]
+        for _ in 0..<5000 {
+            texts.append((0..<Int.random(in: 1...5)).map { _ in pieces.randomElement()! }.joined())
+        }
+        for text in texts {
+            let general = try? PortRange.parseAny(text).get()
+            let fast = text.utf8.withContiguousStorageIfAvailable(PortRange.parseDigits) ?? nil
+            if let fast { #expect(fast == general, "\(text)") }
+            #expect((try? PortRange.parse(text).get()) == general, "\(text)")
+        }
+    }
+
     @Test func portRangeCoding() throws {
         func decode(_ json: String) throws -> [PortRange] { try PolicyCoding.decode([PortRange].self, json: Data(json.utf8)) }
         #expect(try decode(#"[80, "8000-8080", "443", " 1 - 2 ", "0-65535"]"#)

@@ -6,7 +6,7 @@
 //   classify-bench count   --sessions N --lookups L [--only classify|lookup] [--burst]
 //                                                                          fixed work, for callgrind
 //   classify-bench memory  --sessions N                                    bytes per session
-//   classify-bench socket  --socket PATH [--sessions N] [--batch B] [--singles S]
+//   classify-bench socket  --socket PATH [--sessions N] [--batch B] [--singles S] [--windows 1,2]
 //   classify-bench latency --dir DIR [--sessions N] [--samples S]          in-process ControlService
 #if canImport(Glibc)
 import Glibc
@@ -357,17 +357,27 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
     sorted[min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)]
 }
 
-/// Loads `n` sessions in batches of `batch` put_session changes; returns sessions/s.
-func load(_ client: LineClient, sessions n: Int, batch: Int, first: Int = 0) -> Double {
+/// Loads `n` sessions in batches of `batch` put_session changes; returns sessions/s. `window`:
+/// how many requests are sent before their answers are read (1: one at a time; 2: the next batch
+/// is on its way while the server applies the one before, as a pipelining client does).
+func load(_ client: LineClient, sessions n: Int, batch: Int, first: Int = 0, window: Int = 1) -> Double {
     var id = 1000
     let a = now()
     var i = first
-    while i < first + n {
-        let end = min(first + n, i + batch)
-        let changes = (i..<end).map { #"{"op":"put_session","session":"# + sessionJSON(seid: $0) + "}" }
-        id += 1
-        _ = client.request(#"{"id":\#(id),"op":"apply","changes":["# + changes.joined(separator: ",") + "]}")
-        i = end
+    var inFlight = 0
+    while i < first + n || inFlight > 0 {
+        if i < first + n, inFlight < window {
+            let end = min(first + n, i + batch)
+            let changes = (i..<end).map { #"{"op":"put_session","session":"# + sessionJSON(seid: $0) + "}" }
+            id += 1
+            client.send(#"{"id":\#(id),"op":"apply","changes":["# + changes.joined(separator: ",") + "]}")
+            inFlight += 1
+            i = end
+            continue
+        }
+        let answer = client.readLine()
+        guard answer.contains("\"ok\":true") else { fail("refused: \(answer.prefix(400))") }
+        inFlight -= 1
     }
     return Double(n) / (Double(now() - a) / 1e9)
 }
@@ -380,8 +390,17 @@ func runSocketModes() {
         guard let path = stringOption("--socket") else { fail("--socket PATH") }
         let client = LineClient(path: path)
         _ = client.request(#"{"id":1,"op":"engine.put","engine":"# + engineJSON + "}")
-        let rate = load(client, sessions: n, batch: batch)
-        print(String(format: "batched: %d sessions in apply batches of %d: %.0f sessions/s", n, batch, rate))
+        // `--windows 1,2`: the sessions split evenly over runs with 1, then 2, requests in flight.
+        let windows = (stringOption("--windows") ?? "1,2").split(separator: ",").map { Int($0) ?? 0 }
+        guard !windows.isEmpty, windows.allSatisfy({ $0 >= 1 }) else { fail("--windows: a list of numbers >= 1") }
+        var loaded = 0
+        for (k, window) in windows.enumerated() {
+            let count = (n - loaded) / (windows.count - k)
+            let rate = load(client, sessions: count, batch: batch, first: loaded, window: window)
+            print(String(format: "batched: sessions %d-%d in apply batches of %d, %d request(s) in flight: %.0f sessions/s",
+                         loaded, loaded + count, batch, window, rate))
+            loaded += count
+        }
         var lat: [Double] = []
         for k in 0..<samples {
             let line = #"{"id":\#(k),"op":"session.put","session":"# + sessionJSON(seid: n + k) + "}"
@@ -390,9 +409,9 @@ func runSocketModes() {
             lat.append(Double(now() - a) / 1000)
         }
         lat.sort()
-        print(String(format: "single session.put at %d sessions (%d requests, one at a time): p50 %.1f us  p99 %.1f us  max %.1f us  (%.0f sessions/s)",
+        if !lat.isEmpty { print(String(format: "single session.put at %d sessions (%d requests, one at a time): p50 %.1f us  p99 %.1f us  max %.1f us  (%.0f sessions/s)",
                      n, samples, percentile(lat, 0.5), percentile(lat, 0.99), lat.last!,
-                     Double(samples) / (lat.reduce(0, +) / 1e6)))
+                     Double(samples) / (lat.reduce(0, +) / 1e6))) }
         let stats = client.request(#"{"id":2,"op":"stats"}"#)
         print("stats: " + String(stats.prefix(300)))
         return
