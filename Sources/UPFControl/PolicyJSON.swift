@@ -453,24 +453,70 @@ final class PolicyJSONReader {
 
 /// Compact JSON of model values with sorted keys: the bytes `PolicyCoding.json` (Foundation's
 /// JSONEncoder, `.sortedKeys`, `.withoutEscapingSlashes`) produces, written directly.
-struct PolicyJSONWriter {
-    private(set) var bytes: [UInt8] = []
+struct PolicyJSONWriter: ~Copyable {
+    /// The bytes go through a pointer into storage of its own rather than into a `[UInt8]`:
+    /// `Array.append` checked uniqueness and capacity out of line on every call, which cost half
+    /// of writing a snapshot (callgrind, docs/BENCHMARKS.md "Classifier and updates").
+    /// Noncopyable, so the storage has one owner and is freed once.
+    private var storage: UnsafeMutablePointer<UInt8>
+    private var count = 0
+    private var capacity: Int
 
     init(capacity: Int = 1024) {
-        bytes.reserveCapacity(capacity)
+        self.capacity = max(capacity, 64)
+        storage = .allocate(capacity: self.capacity)
     }
+
+    deinit {
+        storage.deallocate()
+    }
+
+    /// What has been written, as one array (a copy: take it once, at the end).
+    var bytes: [UInt8] { Array(UnsafeBufferPointer(start: storage, count: count)) }
 
     // MARK: pieces
 
+    @inline(__always)
+    private mutating func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(extra) }
+    }
+
+    private mutating func grow(_ extra: Int) {
+        let grown = max(capacity * 2, count + extra)
+        let new = UnsafeMutablePointer<UInt8>.allocate(capacity: grown)
+        new.update(from: storage, count: count)
+        storage.deallocate()
+        storage = new
+        capacity = grown
+    }
+
+    @inline(__always)
+    private mutating func byte(_ value: UInt8) {
+        reserve(1)
+        storage[count] = value
+        count += 1
+    }
+
+    @inline(__always)
+    private mutating func append(_ start: UnsafePointer<UInt8>, _ length: Int) {
+        reserve(length)
+        if length <= 16 {  // keys and most values: cheaper than a call to memcpy
+            for i in 0..<length { storage[count + i] = start[i] }
+        } else {
+            (storage + count).update(from: start, count: length)
+        }
+        count += length
+    }
+
     private mutating func raw(_ text: StaticString) {
-        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        append(text.utf8Start, text.utf8CodeUnitCount)
     }
 
     /// `"key":` after a comma unless it is the object's first member.
     private mutating func key(_ name: StaticString, first: inout Bool) {
-        if !first { bytes.append(UInt8(ascii: ",")) }
+        if !first { byte(UInt8(ascii: ",")) }
         first = false
-        bytes.append(UInt8(ascii: "\""))
+        byte(UInt8(ascii: "\""))
         raw(name)
         raw("\":")
     }
@@ -478,60 +524,60 @@ struct PolicyJSONWriter {
     /// Decimal digits, written directly (no intermediate `String`).
     private mutating func integer<T: FixedWidthInteger>(_ value: T) {
         var magnitude = value.magnitude
-        if value < 0 { bytes.append(UInt8(ascii: "-")) }
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // up to 20 digits, last first
-        let count = withUnsafeMutableBytes(of: &digits) { buffer in
-            var n = 0
-            repeat {
-                buffer[n] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-                magnitude /= 10
-                n += 1
-            } while magnitude != 0
-            return n
-        }
-        withUnsafeBytes(of: &digits) { buffer in
-            for i in stride(from: count - 1, through: 0, by: -1) { bytes.append(buffer[i]) }
-        }
+        if value < 0 { byte(UInt8(ascii: "-")) }
+        reserve(20)  // UInt64.max has 20 digits
+        var digits = 0
+        var rest = magnitude
+        repeat { digits += 1; rest /= 10 } while rest != 0
+        var i = count + digits
+        repeat {
+            i -= 1
+            storage[i] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+            magnitude /= 10
+        } while magnitude != 0
+        count += digits
     }
 
     /// Escapes as JSONEncoder does: `"`, `\` and control characters (`\n`, `\r`, `\t`, `\b`,
     /// `\f`, else `\u00xx`); everything else, `/` and non-ASCII included, as it is.
     mutating func string(_ text: String) {
-        bytes.append(UInt8(ascii: "\""))
-        defer { bytes.append(UInt8(ascii: "\"")) }
+        byte(UInt8(ascii: "\""))
         // Nothing to escape (the usual case): the UTF-8 as it is.
-        let plain = text.utf8.withContiguousStorageIfAvailable { utf8 in
+        var text = text
+        let plain = text.withUTF8 { utf8 in
             for byte in utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
-            bytes.append(contentsOf: utf8)
+            if let base = utf8.baseAddress { append(base, utf8.count) }
             return true
         }
-        if plain == true { return }
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): raw("\\\"")
-            case UInt8(ascii: "\\"): raw("\\\\")
-            case 0x0A: raw("\\n")
-            case 0x0D: raw("\\r")
-            case 0x09: raw("\\t")
-            case 0x08: raw("\\b")
-            case 0x0C: raw("\\f")
-            case 0..<0x20:
-                let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                raw("\\u00")
-                bytes.append(hex[Int(byte >> 4)])
-                bytes.append(hex[Int(byte & 0xF)])
-            default: bytes.append(byte)
+        if !plain {
+            for byte in text.utf8 {
+                switch byte {
+                case UInt8(ascii: "\""): raw("\\\"")
+                case UInt8(ascii: "\\"): raw("\\\\")
+                case 0x0A: raw("\\n")
+                case 0x0D: raw("\\r")
+                case 0x09: raw("\\t")
+                case 0x08: raw("\\b")
+                case 0x0C: raw("\\f")
+                case 0..<0x20:
+                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                    raw("\\u00")
+                    self.byte(hex[Int(byte >> 4)])
+                    self.byte(hex[Int(byte & 0xF)])
+                default: self.byte(byte)
+                }
             }
         }
+        byte(UInt8(ascii: "\""))
     }
 
     private mutating func list<T>(_ items: [T], _ element: (inout PolicyJSONWriter, T) -> Void) {
-        bytes.append(UInt8(ascii: "["))
+        byte(UInt8(ascii: "["))
         for (index, item) in items.enumerated() {
-            if index > 0 { bytes.append(UInt8(ascii: ",")) }
+            if index > 0 { byte(UInt8(ascii: ",")) }
             element(&self, item)
         }
-        bytes.append(UInt8(ascii: "]"))
+        byte(UInt8(ascii: "]"))
     }
 
     // MARK: the model (keys in sorted order; lists that `encodeList` omits when empty, likewise)

@@ -82,6 +82,11 @@ import UPFPolicy
         #expect(writer { $0.session(session) } == PolicyCoding.json(session))
         #expect(writer { $0.session(odd) } == PolicyCoding.json(odd))
         #expect(writer { $0.policy(policy) } == PolicyCoding.json(policy))
+        // Its storage grows as it writes (64 bytes at first here).
+        var small = PolicyJSONWriter(capacity: 1)
+        let many = Policy(sessions: (1...50).map { (seid: UInt64) in var s = odd; s.seid = seid; s.n3.teid = UInt32(seid); return s })
+        small.policy(many)
+        #expect(Data(small.bytes) == PolicyCoding.json(many))
         for engine in policy.engines { #expect(writer { $0.engine(engine) } == PolicyCoding.json(engine)) }
         let changes: [PolicyChange] = [
             .putSession(odd), .deleteSession(seid: .max), .putEngine(policy.engines[0]), .deleteEngine(id: "llm"),
