@@ -49,13 +49,15 @@ let package = Package(
         .target(name: "UPFPolicy", dependencies: ["UPFPackets", "Yams"]),
         // `__builtin_prefetch` for UPFDatapath's burst lookups (static inline; no DPDK).
         .target(name: "CPrefetch"),
+        // sched_setaffinity for the control threads (`control.cpus`).
+        .target(name: "CThreadAffinity"),
         // Per-worker fast-path state: session tables with RCU-published updates, the classifier.
         .target(name: "UPFDatapath", dependencies: ["UPFPackets", "UPFPolicy", "CPrefetch"]),
         // The control thread: the Unix socket, its protocol, persistence, events. Never touches a packet.
         .target(
             name: "UPFControl",
             dependencies: [
-                "UPFPolicy", "UPFDatapath",
+                "UPFPolicy", "UPFDatapath", "CThreadAffinity",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

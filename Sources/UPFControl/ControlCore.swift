@@ -97,10 +97,13 @@ extension DatapathObserver {
 public struct ControlCoreConfiguration: Sendable {
     public var limits: PolicyLimits
     public var softwareVersion: String
+    /// `control.cpus`: where the snapshot writer's thread runs too (empty: left alone).
+    public var cpus: [Int]
 
-    public init(limits: PolicyLimits = PolicyLimits(), softwareVersion: String = UPFDVersion.current) {
+    public init(limits: PolicyLimits = PolicyLimits(), softwareVersion: String = UPFDVersion.current, cpus: [Int] = []) {
         self.limits = limits
         self.softwareVersion = softwareVersion
+        self.cpus = cpus
     }
 }
 
@@ -549,7 +552,11 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         let snapshot = state
         let done = DispatchGroup()
         compaction = (pending, done)
+        let cpus = configuration.cpus
         snapshotQueue.async(group: done) {
+            // A Dispatch pool thread: pinned like the loops (the pin stays with the thread, which
+            // only ever runs upfd's control-plane work).
+            if !cpus.isEmpty { try? ThreadAffinity.pinCurrentThread(to: cpus) }
             let written = Result { () throws(StateFileError) -> Int in try pending.write(policy: snapshot.policy) }
             self.loop.execute { self.finishCompaction(pending, written) }
         }

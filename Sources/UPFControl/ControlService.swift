@@ -17,6 +17,7 @@ public final class ControlService: Sendable {
     private let ownerGroup: MultiThreadedEventLoopGroup
     private let logger: Logger
     private let stopped = Mutex(false)
+    private let cpus: [Int]
 
     /// `tables` nil: the data path's `SessionTables`, sized by `limits.max_sessions`.
     /// `access` overrides the configured users (tests).
@@ -24,6 +25,7 @@ public final class ControlService: Sendable {
     public init(configuration: ServiceConfiguration, tables: (any DatapathTables)? = nil,
                 persist: Bool = true, logger: Logger, access: AccessPolicy? = nil, exporter: PrometheusExporter? = nil) {
         self.logger = logger
+        cpus = configuration.control.cpus
         // One thread owns the policy; one thread serves every connection (a control plane's
         // load is a few requests per second, and the data path needs the cores).
         ownerGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -32,7 +34,8 @@ public final class ControlService: Sendable {
         // No workers read the tables in this build (the data path starts later): readers = 0.
         let datapath = tables ?? DatapathSessionTables(
             tables: SessionTables(capacity: configuration.limits.maxSessions, readers: 0))
-        core = ControlCore(configuration: ControlCoreConfiguration(limits: configuration.limits),
+        core = ControlCore(configuration: ControlCoreConfiguration(limits: configuration.limits,
+                                                                   cpus: configuration.control.cpus),
                            tables: datapath,
                            store: persist ? StateStore(path: configuration.stateFile) : nil,
                            bus: bus, metrics: metrics, loop: owner, logger: logger)
@@ -58,9 +61,20 @@ public final class ControlService: Sendable {
     /// Restores the policy (throws `StateFileError` naming the file when it cannot) and opens the
     /// socket (throws `SocketSetupError`).
     public func start() throws {
+        try pinThreads()
         try core.load().wait()
         try server.start()
         try metricsServer?.start()
+    }
+
+    /// Pins the policy and I/O loops to `control.cpus` (nothing when it is empty); the snapshot
+    /// writer pins itself. Throws `ThreadAffinity.Failure`.
+    public func pinThreads() throws {
+        guard !cpus.isEmpty else { return }
+        let cpus = self.cpus
+        for group in [ownerGroup, ioGroup] {
+            try group.next().submit { () throws -> Void in try ThreadAffinity.pinCurrentThread(to: cpus) }.wait()
+        }
     }
 
     /// Closes the socket and every connection, writes a final snapshot (unless told not to),

@@ -19,6 +19,9 @@ public struct ServiceConfiguration: Sendable, Equatable {
         public var idleTimeoutSeconds: Double = 30
         public var maxClients = 64
         public var eventQueue = 1024
+        /// CPUs for the control plane's threads (socket I/O, policy, snapshots); empty = where
+        /// EAL leaves them, the main lcore's CPU (`ThreadAffinity`).
+        public var cpus: [Int] = []
     }
 
     /// The Prometheus endpoint (docs/observability.md); off unless `metrics.listen` is set.
@@ -50,6 +53,7 @@ public struct ServiceConfiguration: Sendable, Equatable {
           idle_timeout_seconds: 30         # a client with no complete request for this long is closed
           max_clients: 64                  # concurrent connections
           event_queue: 1024                # events held per `events` subscriber before dropping
+          cpus: []                         # CPUs for the control threads; [] = the EAL main lcore's CPU
         state_file: /var/lib/upfd/state.json  # applied policy; <state_file>.journal beside it
         metrics:                           # Prometheus endpoint (GET /metrics); off unless listen is set
           # listen: "127.0.0.1:9464"       # a literal loopback address and port
@@ -150,6 +154,13 @@ public struct ServiceConfiguration: Sendable, Equatable {
         }
         guard (1...100_000).contains(control.maxClients) else { throw fail("control.max_clients", "must be in 1...100000") }
         guard (1...1_000_000).contains(control.eventQueue) else { throw fail("control.event_queue", "must be in 1...1000000") }
+        let configuredCPUs = Int(sysconf(Int32(_SC_NPROCESSORS_CONF)))
+        for (i, cpu) in control.cpus.enumerated() {
+            guard cpu >= 0, cpu < configuredCPUs, cpu <= ThreadAffinity.maxCPU else {
+                throw fail("control.cpus[\(i)]", "CPU \(cpu) does not exist (this machine has CPUs 0...\(configuredCPUs - 1))")
+            }
+            guard !control.cpus[..<i].contains(cpu) else { throw fail("control.cpus[\(i)]", "CPU \(cpu) is listed twice") }
+        }
         if metrics.listen != nil { _ = try metricsEndpoint(source: source) }
         guard !stateFile.isEmpty, !stateFile.hasSuffix("/") else { throw fail("state_file", "must name a file") }
         let positive: [(String, Int)] = [
@@ -271,7 +282,8 @@ extension ServiceConfiguration.Metrics: Decodable {
 
 extension ServiceConfiguration.Control: Decodable {
     public init(from decoder: any Decoder) throws {
-        let keys = ["socket", "allowed_users", "socket_group", "max_line_bytes", "idle_timeout_seconds", "max_clients", "event_queue"]
+        let keys = ["socket", "allowed_users", "socket_group", "max_line_bytes", "idle_timeout_seconds", "max_clients", "event_queue",
+                    "cpus"]
         try rejectUnknown(decoder, keys)
         let c = try decoder.container(keyedBy: ConfigKey.self)
         self.init()
@@ -282,5 +294,6 @@ extension ServiceConfiguration.Control: Decodable {
         idleTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: ConfigKey("idle_timeout_seconds")) ?? idleTimeoutSeconds
         maxClients = try c.decodeIfPresent(Int.self, forKey: ConfigKey("max_clients")) ?? maxClients
         eventQueue = try c.decodeIfPresent(Int.self, forKey: ConfigKey("event_queue")) ?? eventQueue
+        cpus = try c.decodeIfPresent([Int].self, forKey: ConfigKey("cpus")) ?? []
     }
 }

@@ -158,6 +158,7 @@ struct Run: ParsableCommand {
                                          linkIntervalMilliseconds: settings.dataplane.health.linkIntervalMilliseconds,
                                          logger: logger)
         do {
+            try service.pinThreads()
             try service.core.load().wait()
             if let loadedPolicy {
                 do {

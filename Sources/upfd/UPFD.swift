@@ -89,6 +89,13 @@ struct UPFD: ParsableCommand {
                                      exporter: exporter)
         service.core.datapath = dataplane
         do {
+            try service.pinThreads()
+        } catch {
+            service.stop(writeSnapshot: false)
+            try? dataplane.stop()
+            fail("\(error) (control.cpus)")
+        }
+        do {
             try service.core.load().wait()
         } catch {
             service.stop(writeSnapshot: false)

@@ -81,6 +81,9 @@ final class UpfdInstance {
 
     var log: String { (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? "" }
 
+    /// The running upfd's process id.
+    var pid: Int32? { process?.processIdentifier }
+
     func client(timeout: Double = 30) throws -> SocketClient { try SocketClient(path: socket, timeout: timeout) }
 
     /// One request on a fresh connection.

@@ -36,6 +36,45 @@ import Glibc
         #expect(upfd.log.contains("data path running") && upfd.log.contains("upfd stopped"), "\(upfd.log)")
     }
 
+    /// `control.cpus`: the control plane's loops run on the CPUs given; without it they stay on
+    /// the CPU EAL gives the main thread (its main lcore's).
+    @Test(.enabled(if: sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2, "needs two CPUs"))
+    func controlThreadsRunOnTheConfiguredCPUs() throws {
+        func cpusAllowed(_ statusPath: String) -> String {
+            let status = (try? String(contentsOfFile: statusPath, encoding: .utf8)) ?? ""
+            return status.split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }?
+                .split(separator: "\t").last.map(String.init) ?? "?"
+        }
+        /// Thread name → its CPUs (the first thread of a name), and "main" → the main thread's.
+        func allowed(_ pid: Int32) -> [String: String] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            var result = ["main": cpusAllowed("/proc/\(pid)/status")]
+            for task in tasks {
+                let comm = (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/comm", encoding: .utf8)) ?? ""
+                let name = comm.trimmingCharacters(in: .whitespacesAndNewlines)
+                if result[name] == nil { result[name] = cpusAllowed("/proc/\(pid)/task/\(task)/status") }
+            }
+            return result
+        }
+        let pinned = try UpfdInstance(control: ["cpus: [0, 1]"])
+        try pinned.start()
+        let pid = try #require(pinned.pid)
+        let threads = allowed(pid)
+        #expect(threads["NIO-ELT-1-#1"] == "0-1" && threads["NIO-ELT-2-#1"] == "0-1", "\(threads)")
+        #expect(pinned.stop() == 0)
+
+        let plain = try UpfdInstance()
+        try plain.start()
+        let plainThreads = allowed(try #require(plain.pid))
+        #expect(plainThreads["NIO-ELT-1-#1"] == plainThreads["main"] && plainThreads["NIO-ELT-2-#1"] == plainThreads["main"],
+                "\(plainThreads)")
+        #expect(plain.stop() == 0)
+
+        let missing = try UpfdInstance(control: ["cpus: [0, 4095]"])
+        #expect(throws: (any Error).self) { try missing.start() }
+        #expect(missing.log.contains("control.cpus[1]"), "\(missing.log)")
+    }
+
     /// Cases 20-23: refused by validation, with the path of the offending field.
     @Test func invalidPoliciesAreRefusedPrecisely() throws {
         let upfd = try UpfdInstance()

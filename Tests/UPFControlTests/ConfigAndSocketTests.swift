@@ -28,11 +28,13 @@ import Glibc
               idle_timeout_seconds: 0.5
               max_clients: 8
               event_queue: 16
+              cpus: [0]
             state_file: /tmp/x/state.json
             limits: {max_sessions: 10, max_engines: 2}
             log_level: debug
             """)
         #expect(config.control.allowedUsers == ["nobody", "1234"])
+        #expect(config.control.cpus == [0] && ServiceConfiguration().control.cpus.isEmpty)
         #expect(config.limits.maxSessions == 10 && config.limits.maxEngines == 2 && config.limits.maxRulesPerSession == 64)
         #expect(config.logLevel == .debug)
         let server = config.serverConfiguration()
@@ -54,6 +56,10 @@ import Glibc
         ("log_level: loud", "log_level"),
         ("state_file: /var/lib/upfd/", "state_file"),
         ("control: [1, 2]", "control"),
+        ("control: {cpus: [0, -1]}", "control.cpus[1]"),
+        ("control: {cpus: [0, 100000]}", "control.cpus[1]"),
+        ("control: {cpus: [0, 0]}", "control.cpus[1]"),
+        ("control: {cpus: 0}", "control.cpus"),
     ])
     func aBadFieldIsNamed(_ yaml: String, _ path: String) {
         do {
