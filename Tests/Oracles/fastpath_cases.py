@@ -681,13 +681,17 @@ def case_path_management(c):
 
 def case_next_hop_arp(c):
     """The core next hop given by address: upfd asks for it by ARP on the core port; the router's
-    reply (first input frame) teaches its MAC before the first G-PDU goes out by N9."""
+    reply (first input frame) teaches its MAC before the first G-PDU goes out by N9.
+
+    The core port is listed first so that the worker polls it first in each round: when a loaded
+    machine stalls the paced feeder, the reply and the first G-PDUs reach the rings together, and
+    with n3 polled first those G-PDUs met an unresolved next hop (a flaky CI run)."""
     config = {
         "log_level": "warning",
         "eal": {"lcores": "0,1", "memory_mb": 512, "huge_pages": False, "vdevs": []},
         "ports": [
-            {"name": "n3", "device": "net_null0", "role": "n3", "ipv4": N3_IP, "mac": N3_MAC, "next_hop_mac": GNB_ROUTER_MAC},
             {"name": "core", "device": "net_null1", "role": "core", "ipv4": CORE_IP, "mac": CORE_MAC, "next_hop": PEER_IP},
+            {"name": "n3", "device": "net_null0", "role": "n3", "ipv4": N3_IP, "mac": N3_MAC, "next_hop_mac": GNB_ROUTER_MAC},
             {"name": "engines", "device": "net_null2", "role": "engine", "ipv4": "192.168.50.1", "mac": ENGINES_MAC}],
     }
     c.config = config
