@@ -17,7 +17,6 @@ public final class ControlService: Sendable {
     private let ownerGroup: MultiThreadedEventLoopGroup
     private let logger: Logger
     private let stopped = Mutex(false)
-    private let cpus: [Int]
 
     /// `tables` nil: the data path's `SessionTables`, sized by `limits.max_sessions`.
     /// `access` overrides the configured users (tests).
@@ -25,7 +24,6 @@ public final class ControlService: Sendable {
     public init(configuration: ServiceConfiguration, tables: (any DatapathTables)? = nil,
                 persist: Bool = true, logger: Logger, access: AccessPolicy? = nil, exporter: PrometheusExporter? = nil) {
         self.logger = logger
-        cpus = configuration.control.cpus
         // One thread owns the policy; one thread serves every connection (a control plane's
         // load is a few requests per second, and the data path needs the cores).
         ownerGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -70,8 +68,8 @@ public final class ControlService: Sendable {
     /// Pins the policy and I/O loops to `control.cpus` (nothing when it is empty); the snapshot
     /// writer pins itself. Throws `ThreadAffinity.Failure`.
     public func pinThreads() throws {
+        let cpus = core.configuration.cpus
         guard !cpus.isEmpty else { return }
-        let cpus = self.cpus
         for group in [ownerGroup, ioGroup] {
             try group.next().submit { () throws -> Void in try ThreadAffinity.pinCurrentThread(to: cpus) }.wait()
         }

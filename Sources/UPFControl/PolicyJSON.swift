@@ -542,6 +542,7 @@ struct PolicyJSONWriter: ~Copyable {
     /// `\f`, else `\u00xx`); everything else, `/` and non-ASCII included, as it is.
     mutating func string(_ text: String) {
         byte(UInt8(ascii: "\""))
+        defer { byte(UInt8(ascii: "\"")) }
         // Nothing to escape (the usual case): the UTF-8 as it is.
         var text = text
         let plain = text.withUTF8 { utf8 in
@@ -549,26 +550,24 @@ struct PolicyJSONWriter: ~Copyable {
             if let base = utf8.baseAddress { append(base, utf8.count) }
             return true
         }
-        if !plain {
-            for byte in text.utf8 {
-                switch byte {
-                case UInt8(ascii: "\""): raw("\\\"")
-                case UInt8(ascii: "\\"): raw("\\\\")
-                case 0x0A: raw("\\n")
-                case 0x0D: raw("\\r")
-                case 0x09: raw("\\t")
-                case 0x08: raw("\\b")
-                case 0x0C: raw("\\f")
-                case 0..<0x20:
-                    let hex: [UInt8] = Array("0123456789abcdef".utf8)
-                    raw("\\u00")
-                    self.byte(hex[Int(byte >> 4)])
-                    self.byte(hex[Int(byte & 0xF)])
-                default: self.byte(byte)
-                }
+        if plain { return }
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "\""): raw("\\\"")
+            case UInt8(ascii: "\\"): raw("\\\\")
+            case 0x0A: raw("\\n")
+            case 0x0D: raw("\\r")
+            case 0x09: raw("\\t")
+            case 0x08: raw("\\b")
+            case 0x0C: raw("\\f")
+            case 0..<0x20:
+                let hex: [UInt8] = Array("0123456789abcdef".utf8)
+                raw("\\u00")
+                self.byte(hex[Int(byte >> 4)])
+                self.byte(hex[Int(byte & 0xF)])
+            default: self.byte(byte)
             }
         }
-        byte(UInt8(ascii: "\""))
     }
 
     private mutating func list<T>(_ items: [T], _ element: (inout PolicyJSONWriter, T) -> Void) {

@@ -10,8 +10,9 @@ import Musl
 /// Why: `rte_eal_init` pins the process's main thread to the main lcore's CPU, and every thread
 /// created after it (the NIO loops, the snapshot writer) inherits that one CPU. The control plane
 /// then shares a single core however many housekeeping cores the node has, and its two loops
-/// cannot overlap: on this 2-vCPU VM, two requests in flight gained 5 % pinned to CPU 0 and 33 %
-/// when allowed on both CPUs (docs/BENCHMARKS.md "Classifier and updates").
+/// cannot overlap: on this 2-vCPU VM, with two requests in flight, batched updates went from
+/// ~27 k to ~35 k sessions/s (1.28×) with `control.cpus: [0, 1]` (docs/BENCHMARKS.md "Classifier
+/// and updates").
 public enum ThreadAffinity {
     public struct Failure: Error, CustomStringConvertible {
         public let cpus: [Int]

@@ -76,14 +76,14 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
         return hex(0..<bestStart) + "::" + hex((bestStart + bestLength)..<8)
     }
 
-    /// Four decimal octets (0...255, no leading zeros, digits only), separated by dots. One pass
-    /// over the UTF-8: the control plane parses several addresses per session it validates.
     /// A dotted quad from its UTF-8 bytes (nil: not one), for parsers that already hold the
     /// bytes; the same rules as `init?(_:)` (no leading zeros, each octet 0...255).
     public static func ipv4(utf8 bytes: UnsafeBufferPointer<UInt8>) -> UInt32? {
         parseIPv4(bytes)
     }
 
+    /// Four decimal octets (0...255, no leading zeros, digits only), separated by dots. One pass
+    /// over the UTF-8: the control plane parses several addresses per session it validates.
     static func parseIPv4(_ text: Substring) -> UInt32? {
         text.utf8.withContiguousStorageIfAvailable(parseIPv4) ?? parseIPv4(text.utf8)
     }
