@@ -92,6 +92,7 @@ let package = Package(
                 "UPFPackets", "UPFCapture", "UPFDPDK", "UPFService", "UPFControl", "UPFDatapath", "UPFPolicy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]
         ),

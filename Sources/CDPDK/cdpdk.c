@@ -322,7 +322,7 @@ int cdpdk_replay_field_offset(void)
 {
     static const struct rte_mbuf_dynfield desc = {
         .name = "upf_replay_tag_stamp",
-        .size = 2 * sizeof(uint64_t),
+        .size = 3 * sizeof(uint64_t),   /* tag, RX stamp (harness), TX stamp (worker) */
         .align = __alignof__(uint64_t),
     };
     return rte_mbuf_dynfield_register(&desc);

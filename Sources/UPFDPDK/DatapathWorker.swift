@@ -23,8 +23,8 @@ public struct PolledQueue: Sendable, Equatable {
 public struct WorkerTuning: Sendable, Equatable {
     /// Packets per RX burst (at most `MbufBurst.capacity`).
     public var burst = 32
-    /// A TX buffer that is not full is sent at the latest this long after its first packet
-    /// (and at once when a poll round receives nothing).
+    /// While every RX burst comes back full, a TX buffer that is not full is sent at the latest
+    /// this long after its first packet; a poll round that leaves no backlog sends them all.
     public var drainMicroseconds = 100
     /// After this many consecutive empty poll rounds the worker naps `idleSleepMicroseconds`
     /// (0 = never: pure busy polling, for dedicated cores).
@@ -35,6 +35,12 @@ public struct WorkerTuning: Sendable, Equatable {
     public var bufferPackets = 1024
     public var bufferSessions = 256
     public var bufferHoldMicroseconds = 5_000_000
+    /// When ≥ 0: the offset of a `UInt64` mbuf dynamic field into which the worker writes the
+    /// TSC just before each TX burst, for every packet of it. The replay harness measures upfd's
+    /// latency as this stamp minus the one it wrote when it put the packet on the RX ring: what
+    /// a NIC would see, without the time the harness itself takes to collect the TX rings.
+    /// -1 (production): nothing written.
+    public var txStampField: Int32 = -1
     public init() {}
 }
 
@@ -112,6 +118,17 @@ public final class DatapathWorker: @unchecked Sendable {
     }
 
     /// The poll loop. Returns 0 when stopped.
+    /// Writes the TSC into dynamic field `field` of the `count` mbufs at `mbufs` (`WorkerTuning.txStampField`).
+    @inline(never)
+    static func stampTX(_ mbufs: UnsafeMutablePointer<OpaquePointer?>, count: Int, field: Int32) {
+        let now = cdpdk_rdtsc()
+        var j = 0
+        while j < count {
+            cdpdk_mbuf_field64(mbufs[j].unsafelyUnwrapped, field)!.pointee = now
+            j &+= 1
+        }
+    }
+
     public func run() -> Int32 {
         defer { running.store(false, ordering: .releasing) }
         if tuning.idleRoundsBeforeSleep > 0 {
@@ -140,6 +157,7 @@ public final class DatapathWorker: @unchecked Sendable {
         }
         let queueCount = queues.count
         let txQueue = self.txQueue
+        let txStampField = tuning.txStampField
         let drainCycles = UInt64(tuning.drainMicroseconds) &* cdpdk_tsc_hz() / 1_000_000
         let clock = MeterClock(cyclesPerSecond: cdpdk_tsc_hz())
         let reader = processor.reader
@@ -148,6 +166,8 @@ public final class DatapathWorker: @unchecked Sendable {
         // Buffering sessions are looked at every millisecond (only while some are held).
         var nextSweep: UInt64 = 0
         // A local copy: a mutating call on a class property would be checked for exclusive access per packet.
+        // The nested functions below take it `inout` rather than capturing it: a captured `var` is
+        // checked at run time (`swift_beginAccess`, ~30 instructions) on every mutating call in the loop.
         var processor = self.processor
         var idleRounds = 0
         // Next-hop resolution is looked at every millisecond, not every round.
@@ -159,6 +179,7 @@ public final class DatapathWorker: @unchecked Sendable {
             let n = txCount[p]
             if n == 0 { return }
             let base = tx + p &* MbufBurst.capacity
+            if txStampField >= 0 { DatapathWorker.stampTX(base, count: n, field: txStampField) }
             let sent = Int(cdpdk_tx_burst(ids[p], txQueue, base, UInt16(truncatingIfNeeded: n)))
             if sent < n {
                 cdpdk_mbuf_free_bulk(base + sent, UInt32(n &- sent))
@@ -181,7 +202,7 @@ public final class DatapathWorker: @unchecked Sendable {
         }
 
         /// Queues an ARP request / Neighbour Solicitation on every port whose next hop is due.
-        func resolveNextHops(_ table: NeighborTable, pool: OpaquePointer, now: UInt64) {
+        func resolveNextHops(_ processor: inout PacketProcessor, _ table: NeighborTable, pool: OpaquePointer, now: UInt64) {
             var due = table.due(now: now)
             while due != 0 {
                 let p = due.trailingZeroBitCount
@@ -225,7 +246,7 @@ public final class DatapathWorker: @unchecked Sendable {
 
         /// Holds `m` for the session of the processor's last `buffered` verdict; false when
         /// it cannot be held (counted; the caller frees it).
-        func hold(_ m: OpaquePointer, ingress: Int, now: UInt64) -> Bool {
+        func hold(_ processor: inout PacketProcessor, _ m: OpaquePointer, ingress: Int, now: UInt64) -> Bool {
             let request = processor.bufferRequest
             switch buffers.hold(m, request, ingress: ingress, now: now) {
             case .first:
@@ -248,7 +269,7 @@ public final class DatapathWorker: @unchecked Sendable {
 
         /// Sessions updated since they buffered get their packets back, in order, judged by
         /// their new version (held again if it still buffers); see `SessionBuffers.sweep`.
-        func sweepBuffers(now: UInt64) {
+        func sweepBuffers(_ processor: inout PacketProcessor, now: UInt64) {
             processor.now = clock.nanoseconds(now)
             processor.releasing = true
             buffers.sweep(now: now, holdTicks: holdTicks, version: { processor.currentVersion(of: $0) },
@@ -258,7 +279,7 @@ public final class DatapathWorker: @unchecked Sendable {
                                                               headroom: Int(cdpdk_mbuf_headroom(m)),
                                                               tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: ingress)
                               if !verdict.isDropped { enqueue(m, verdict) }
-                              else if !verdict.isBuffered || !hold(m, ingress: ingress, now: now) { freeOne(m) }
+                              else if !verdict.isBuffered || !hold(&processor, m, ingress: ingress, now: now) { freeOne(m) }
                           },
                           drop: { m, reason in
                               counters.count(reason)
@@ -277,7 +298,7 @@ public final class DatapathWorker: @unchecked Sendable {
         let settleCycles = drainCycles &+ resolveCycles
         var nextRequests: UInt64 = 0
 
-        func serveRequests(_ queue: DatapathEventQueue, pool: OpaquePointer, now: UInt64) {
+        func serveRequests(_ processor: inout PacketProcessor, _ queue: DatapathEventQueue, pool: OpaquePointer, now: UInt64) {
             queue.drain { event in
                 if pendingCount < pendingCapacity {
                     pending[pendingCount] = (event, now)
@@ -327,17 +348,19 @@ public final class DatapathWorker: @unchecked Sendable {
             processor.ticks = roundStart
             if let resolver, roundStart >= nextResolve {
                 nextResolve = roundStart &+ resolveCycles
-                resolveNextHops(resolver.table, pool: resolver.pool, now: roundStart)
+                resolveNextHops(&processor, resolver.table, pool: resolver.pool, now: roundStart)
             }
             if let requests, roundStart >= nextRequests {
                 nextRequests = roundStart &+ resolveCycles
-                serveRequests(requests.queue, pool: requests.pool, now: roundStart)
+                serveRequests(&processor, requests.queue, pool: requests.pool, now: roundStart)
             }
             if buffers.active > 0 && roundStart >= nextSweep {
                 nextSweep = roundStart &+ resolveCycles
-                sweepBuffers(now: roundStart)
+                sweepBuffers(&processor, now: roundStart)
             }
             var received = 0
+            // Some queue gave a full burst: more is waiting, so TX buffers may keep filling.
+            var backlog = false
             var q = 0
             while q < queueCount {
                 let source = polled[q]
@@ -345,6 +368,7 @@ public final class DatapathWorker: @unchecked Sendable {
                 q &+= 1
                 if n == 0 { continue }
                 received &+= n
+                if n == burst { backlog = true }
                 // The arrival time of this burst, for the MBR meters (real time: the rate a
                 // sender offers is measured in it).
                 processor.now = clock.nanoseconds(cdpdk_rdtsc())
@@ -382,7 +406,7 @@ public final class DatapathWorker: @unchecked Sendable {
                                                     tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: source.portIndex,
                                                     burstIndex: index)
                     if verdict.isDropped {
-                        if verdict.isBuffered && hold(m, ingress: source.portIndex, now: roundStart) { continue }
+                        if verdict.isBuffered && hold(&processor, m, ingress: source.portIndex, now: roundStart) { continue }
                         dropped[drops] = m
                         drops &+= 1
                         continue
@@ -395,8 +419,10 @@ public final class DatapathWorker: @unchecked Sendable {
                 counters.add(layout.port(source.portIndex, .rxBytes), UInt64(rxBytes))
                 processed.store(processed.load(ordering: .relaxed) &+ UInt64(n), ordering: .relaxed)
             }
-            // Drain: everything at once when the round was empty, else buffers past their deadline.
-            let now = received == 0 ? UInt64.max : cdpdk_rdtsc()
+            // Drain: everything at once when no queue had a backlog (the round emptied them all:
+            // holding packets for a fuller TX burst would only add latency below saturation),
+            // else the buffers past their deadline.
+            let now = backlog ? cdpdk_rdtsc() : UInt64.max
             var p = 0
             while p < portCount {
                 if txCount[p] > 0 && (now == .max || now &- txSince[p] >= drainCycles) { flush(p) }

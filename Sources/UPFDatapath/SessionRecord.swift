@@ -149,7 +149,7 @@ public struct SessionHandle {
         let code = source.compiledCode
         var i = 0
         while i < n {
-            if rules[i].matches(flow, qfi: qfi, source: code, pools: pools) {
+            if CompiledRule.matches(rules + i, flow, qfi: qfi, source: code, pools: pools) {
                 return RuleMatch(index: i, rule: rules + i, record: record)
             }
             i &+= 1

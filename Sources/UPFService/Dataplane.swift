@@ -2,6 +2,7 @@
 // control plane writes, the engine directory, the counters and the pinned workers. upfd and the
 // replay harness both run exactly this; they differ only in where the ports come from.
 
+import CDPDK
 import Logging
 import Synchronization
 import UPFControl
@@ -188,6 +189,12 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             tuning.bufferPackets = configuration.buffering.packetsPerWorker
             tuning.bufferSessions = configuration.buffering.sessionsPerWorker
             tuning.bufferHoldMicroseconds = configuration.buffering.holdMilliseconds * 1000
+            // Ring ports are the replay harness's: the workers stamp each packet's TX time for its
+            // latency (word 2 of the harness's mbuf field, see `lineRate`).
+            if case .rings = source {
+                let field = cdpdk_replay_field_offset()
+                if field >= 0 { tuning.txStampField = field + 16 }
+            }
             let ids = opened.map(\.id)
             let hz = EAL.tscHz
             let n = configuration.neighbors

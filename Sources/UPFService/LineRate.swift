@@ -5,8 +5,11 @@
 //
 // Every preloaded mbuf holds a reference count of 2 while it circulates: when the data path drops
 // it (and frees it), the count falls to 1 instead of returning it to the pool, and the harness
-// takes it back by looking for that. Each mbuf carries its index and its RX timestamp (TSC) in a
-// dynamic field, so the latency from RX ring to TX ring is known per packet.
+// takes it back by looking for that. Each mbuf carries its index, its RX timestamp (TSC, written
+// by the feeder as it puts the packet on the RX ring) and its TX timestamp (written by the worker
+// just before its TX burst: `WorkerTuning.txStampField`) in a dynamic field. upfd's latency is TX
+// stamp minus RX stamp, what a NIC on each side would see; the time until the harness collects
+// the TX rings (it shares a CPU with other threads) is reported apart, as the harness's latency.
 
 import CDPDK
 import Foundation
@@ -49,8 +52,17 @@ public struct LineRateOutcome {
     public var measuredSeconds: Double = 0
     public var measuredPackets: UInt64 = 0
     public var measuredBits: Double = 0
-    /// RX-to-TX latency in nanoseconds of the packets transmitted in the measured window.
+    /// RX-ring-to-TX-burst latency (the worker's TX stamp) in nanoseconds of the packets
+    /// transmitted in the measured window.
     public var latency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    /// RX ring to the harness taking the packet off the TX ring: `latency` plus the harness's
+    /// own delay in collecting it.
+    public var harnessLatency = Histogram<UInt64>(highestTrackableValue: 60_000_000_000, numberOfSignificantValueDigits: .three)
+    /// The worker threads' time waiting for their CPU while runnable (preempted: the kernel ran
+    /// something else on it) and their involuntary context switches, in the measured window —
+    /// where a latency tail of milliseconds comes from on a CPU that is not isolated.
+    public var workerPreemptedSeconds: Double = 0
+    public var workerInvoluntarySwitches = 0
     /// Packets still in flight when the replay gave up waiting (should be 0).
     public var stranded = 0
 
@@ -122,6 +134,7 @@ extension Dataplane {
             let field = cdpdk_mbuf_field64(m.pointer, fieldOffset)!
             field[0] = magic | UInt64(i)
             field[1] = 0
+            field[2] = 0
             mbufs[i] = m.pointer
             headroom[i] = UInt16(m.headroom)
             inFlightFlag[i] = 0
@@ -163,12 +176,19 @@ extension Dataplane {
                 available &+= 1
             }
             var inFlight = 0
+            // A paced feeder naps (`usleep(0)`) between due packets, to leave CPU 0 to the other
+            // threads; with the kernel's default 50 µs timer slack each nap lasts ~60 µs and the
+            // offered load arrives in clumps of that many microseconds' packets. 1 µs keeps it smooth.
+            let previousSlack = cdpdk_get_timer_slack_ns()
+            if options.rate > 0 { _ = cdpdk_set_timer_slack_ns(1000) }
+            defer { if options.rate > 0 && previousSlack > 0 { _ = cdpdk_set_timer_slack_ns(UInt(previousSlack)) } }
             let start = cdpdk_rdtsc()
             let warmupTicks = UInt64(options.warmupSeconds * Double(hz))
             let measureStart = start &+ warmupTicks
             let feedEnd = options.loops > 0 ? UInt64.max : measureStart &+ UInt64(options.durationSeconds * Double(hz))
             let target = options.loops > 0 ? options.loops * frames : Int.max
             var measuring = warmupTicks == 0
+            var scheduleAtStart = WorkerThreadSchedule.sample()
             var processedAtStart: UInt64 = processed()
             var measuredBytes = 0
             var measureEndTick: UInt64 = 0
@@ -199,6 +219,9 @@ extension Dataplane {
                 var now = cdpdk_rdtsc()
                 if !measuring && now >= measureStart {
                     measuring = true
+                    scheduleAtStart = WorkerThreadSchedule.sample()
+                    // Reading /proc took time: what is fed next is stamped with the time it is fed.
+                    now = cdpdk_rdtsc()
                     processedAtStart = processed()
                     rateStart = now
                     fedSinceRateStart = 0
@@ -207,6 +230,9 @@ extension Dataplane {
                     feeding = false
                     measureEndTick = now
                     processedAtEnd = processed()
+                    let schedule = WorkerThreadSchedule.sample()
+                    outcome.workerPreemptedSeconds = Double(schedule.waitNanoseconds &- scheduleAtStart.waitNanoseconds) / 1e9
+                    outcome.workerInvoluntarySwitches = schedule.involuntarySwitches &- scheduleAtStart.involuntarySwitches
                 }
                 // Feed one burst, all to one port.
                 var k = 0
@@ -222,7 +248,9 @@ extension Dataplane {
                             let i = Int(queue[(head &+ k) % count])
                             if Int(framePort[slotFrame[i]]) != port { break }
                             let m = mbufs[i]
-                            cdpdk_mbuf_field64(m, fieldOffset)![1] = now
+                            let field = cdpdk_mbuf_field64(m, fieldOffset)!
+                            field[1] = now
+                            field[2] = 0
                             scratch[k] = m
                             k &+= 1
                         }
@@ -245,7 +273,12 @@ extension Dataplane {
                 now = cdpdk_rdtsc()
                 for (p, ring) in ringPorts.enumerated() {
                     for q in 0..<ring.txRings.count {
-                        while case let n = ring.drain(queue: q, into: scratch, capacity: MbufBurst.capacity), n > 0 {
+                        // One burst per ring per round, stamped when taken: draining a ring to empty
+                        // while the workers keep filling it would hold up feeding (and clump what
+                        // is fed next) and measure against a stale clock.
+                        let n = ring.drain(queue: q, into: scratch, capacity: MbufBurst.capacity)
+                        if n > 0 {
+                            now = cdpdk_rdtsc()
                             drained &+= n
                             for j in 0..<n {
                                 let m = scratch[j].unsafelyUnwrapped
@@ -261,7 +294,10 @@ extension Dataplane {
                                 outcome.outputs[p].packets &+= 1
                                 outcome.outputs[p].bytes &+= Int(cdpdk_mbuf_data_len(m))
                                 if measuring && field[1] >= measureStart && (feeding || field[1] < measureEndTick) {
-                                    _ = outcome.latency.record(UInt64(Double(now &- field[1]) * nsPerTick))
+                                    // A packet sent without a stamp (a worker built without one) counts to the harness.
+                                    let sent = field[2] >= field[1] ? field[2] : now
+                                    _ = outcome.latency.record(UInt64(Double(sent &- field[1]) * nsPerTick))
+                                    _ = outcome.harnessLatency.record(UInt64(Double(now &- field[1]) * nsPerTick))
                                 }
                                 restore(i)
                                 inFlight &-= 1
@@ -298,5 +334,34 @@ extension Dataplane {
             outcome.measuredBits = Double(measuredBytes) * 8
         }
         return outcome
+    }
+}
+
+/// What the kernel's scheduler says of this process's worker threads (`rte-worker-*`), summed:
+/// time runnable but waiting for the CPU (`/proc/self/task/*/schedstat`, second field) and
+/// involuntary context switches (`status`). Zero where /proc does not tell.
+struct WorkerThreadSchedule {
+    var waitNanoseconds: UInt64 = 0
+    var involuntarySwitches = 0
+
+    static func sample() -> WorkerThreadSchedule {
+        var total = WorkerThreadSchedule()
+        guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return total }
+        for task in tasks {
+            let dir = "/proc/self/task/\(task)"
+            guard let comm = try? String(contentsOfFile: dir + "/comm", encoding: .utf8), comm.hasPrefix("rte-worker") else {
+                continue
+            }
+            if let stat = try? String(contentsOfFile: dir + "/schedstat", encoding: .utf8) {
+                let fields = stat.split(separator: " ")
+                if fields.count > 1, let wait = UInt64(fields[1]) { total.waitNanoseconds &+= wait }
+            }
+            if let status = try? String(contentsOfFile: dir + "/status", encoding: .utf8),
+               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("nonvoluntary_ctxt_switches:") }),
+               let n = Int(line.split(separator: ":").last!.trimmingCharacters(in: .whitespaces)) {
+                total.involuntarySwitches &+= n
+            }
+        }
+        return total
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Histogram
 import UPFControl
 import UPFService
 
@@ -10,8 +11,10 @@ struct LineRateReport {
     var ports: [String]
     var workers: Int
 
-    func percentile(_ p: Double) -> Double {
-        outcome.latency.totalCount == 0 ? 0 : Double(outcome.latency.valueAtPercentile(p)) / 1000
+    func percentile(_ p: Double) -> Double { percentile(p, of: outcome.latency) }
+
+    func percentile(_ p: Double, of histogram: Histogram<UInt64>) -> Double {
+        histogram.totalCount == 0 ? 0 : Double(histogram.valueAtPercentile(p)) / 1000
     }
 
     var json: String {
@@ -30,6 +33,14 @@ struct LineRateReport {
                 ("max", num(o.latency.totalCount == 0 ? 0 : Double(o.latency.max) / 1000)),
                 ("mean", num(o.latency.totalCount == 0 ? 0 : o.latency.mean / 1000)),
             ])),
+            ("harness_latency_us", .object([
+                ("p50", num(percentile(50, of: o.harnessLatency))), ("p99", num(percentile(99, of: o.harnessLatency))),
+                ("p99_9", num(percentile(99.9, of: o.harnessLatency))),
+                ("max", num(o.harnessLatency.totalCount == 0 ? 0 : Double(o.harnessLatency.max) / 1000)),
+            ])),
+            ("worker_preempted", .object([
+                ("seconds", num(o.workerPreemptedSeconds, 6)), ("involuntary_switches", .int(o.workerInvoluntarySwitches)),
+            ])),
             ("output", .object(ports.enumerated().map { i, name in
                 (name, .object([("packets", .int(o.outputs[i].packets)), ("bytes", .int(o.outputs[i].bytes))]))
             })),
@@ -47,9 +58,14 @@ struct LineRateReport {
         out += String(format: "rate: %.4f Mpps over %.3f s (%llu packets); offered %.3f Gbit/s\n",
                       o.packetsPerSecond / 1e6, o.measuredSeconds, o.measuredPackets,
                       o.measuredSeconds > 0 ? o.measuredBits / o.measuredSeconds / 1e9 : 0)
-        out += String(format: "latency RX->TX (us, %llu samples): p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+        out += String(format: "latency RX ring->TX burst (us, %llu samples): p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
                       o.latency.totalCount, percentile(50), percentile(99), percentile(99.9),
                       o.latency.totalCount == 0 ? 0 : Double(o.latency.max) / 1000)
+        out += String(format: "with the harness collecting TX (us): p50 %.2f  p99 %.2f  p99.9 %.2f\n",
+                      percentile(50, of: o.harnessLatency), percentile(99, of: o.harnessLatency),
+                      percentile(99.9, of: o.harnessLatency))
+        out += String(format: "workers preempted in the measured window: %.3f ms waiting for their CPU, %d involuntary switches\n",
+                      o.workerPreemptedSeconds * 1000, o.workerInvoluntarySwitches)
         out += "actions:"
         for a in statistics.actions where a.packets > 0 { out += " \(a.name)=\(a.packets)" }
         out += "\ndrops:"

@@ -16,7 +16,7 @@ extension SessionHandle {
         while i < n {
             if case .steer = rules[i].action {
                 // skipped
-            } else if rules[i].matches(flow, qfi: qfi, source: code, pools: pools) {
+            } else if CompiledRule.matches(rules + i, flow, qfi: qfi, source: code, pools: pools) {
                 return RuleMatch(index: i, rule: rules + i, record: record)
             }
             i &+= 1

@@ -54,8 +54,9 @@ public struct PortInfo: Sendable, Equatable {
         self.nextHopAddress = nextHopAddress
     }
 
-    /// True when `address` is one of this port's own addresses.
-    @inlinable
+    /// True when `address` is one of this port's own addresses. Always inlined: called on every
+    /// packet through `ports[i]`, a call copies the whole `PortInfo` (88 octets) to pass it.
+    @inlinable @inline(__always)
     public func owns(_ address: IPAddress) -> Bool {
         if address.isIPv4 { return ipv4 == address.ipv4 }
         return ipv6 == address
