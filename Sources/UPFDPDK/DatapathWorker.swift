@@ -117,7 +117,6 @@ public final class DatapathWorker: @unchecked Sendable {
         }
     }
 
-    /// The poll loop. Returns 0 when stopped.
     /// Writes the TSC into dynamic field `field` of the `count` mbufs at `mbufs` (`WorkerTuning.txStampField`).
     @inline(never)
     static func stampTX(_ mbufs: UnsafeMutablePointer<OpaquePointer?>, count: Int, field: Int32) {
@@ -129,6 +128,7 @@ public final class DatapathWorker: @unchecked Sendable {
         }
     }
 
+    /// The poll loop. Returns 0 when stopped.
     public func run() -> Int32 {
         defer { running.store(false, ordering: .releasing) }
         if tuning.idleRoundsBeforeSleep > 0 {

@@ -190,10 +190,10 @@ public final class Dataplane: DatapathObserver, @unchecked Sendable {
             tuning.bufferSessions = configuration.buffering.sessionsPerWorker
             tuning.bufferHoldMicroseconds = configuration.buffering.holdMilliseconds * 1000
             // Ring ports are the replay harness's: the workers stamp each packet's TX time for its
-            // latency (word 2 of the harness's mbuf field, see `lineRate`).
+            // latency (see `lineRate`).
             if case .rings = source {
                 let field = cdpdk_replay_field_offset()
-                if field >= 0 { tuning.txStampField = field + 16 }
+                if field >= 0 { tuning.txStampField = field + Int32(Dataplane.replayTXStampWord * MemoryLayout<UInt64>.size) }
             }
             let ids = opened.map(\.id)
             let hz = EAL.tscHz

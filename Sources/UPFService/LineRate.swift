@@ -70,6 +70,10 @@ public struct LineRateOutcome {
 }
 
 extension Dataplane {
+    /// The word of the harness's mbuf field (`cdpdk_replay_field_offset`: tag, RX stamp, TX
+    /// stamp) that the workers write their TX stamp into.
+    static let replayTXStampWord = 2
+
     /// Runs `input` at line rate (see the top of this file). The workers must be running.
     public func lineRate(_ input: ReplayInput, options: LineRateOptions,
                          progressInterval: Double = 1, progress: (String) -> Void) throws -> LineRateOutcome {
@@ -134,7 +138,7 @@ extension Dataplane {
             let field = cdpdk_mbuf_field64(m.pointer, fieldOffset)!
             field[0] = magic | UInt64(i)
             field[1] = 0
-            field[2] = 0
+            field[Dataplane.replayTXStampWord] = 0
             mbufs[i] = m.pointer
             headroom[i] = UInt16(m.headroom)
             inFlightFlag[i] = 0
@@ -188,7 +192,7 @@ extension Dataplane {
             let feedEnd = options.loops > 0 ? UInt64.max : measureStart &+ UInt64(options.durationSeconds * Double(hz))
             let target = options.loops > 0 ? options.loops * frames : Int.max
             var measuring = warmupTicks == 0
-            var scheduleAtStart = WorkerThreadSchedule.sample()
+            var scheduleAtStart = measuring ? WorkerThreadSchedule.sample() : WorkerThreadSchedule()
             var processedAtStart: UInt64 = processed()
             var measuredBytes = 0
             var measureEndTick: UInt64 = 0
@@ -250,7 +254,7 @@ extension Dataplane {
                             let m = mbufs[i]
                             let field = cdpdk_mbuf_field64(m, fieldOffset)!
                             field[1] = now
-                            field[2] = 0
+                            field[Dataplane.replayTXStampWord] = 0
                             scratch[k] = m
                             k &+= 1
                         }
@@ -295,7 +299,8 @@ extension Dataplane {
                                 outcome.outputs[p].bytes &+= Int(cdpdk_mbuf_data_len(m))
                                 if measuring && field[1] >= measureStart && (feeding || field[1] < measureEndTick) {
                                     // A packet sent without a stamp (a worker built without one) counts to the harness.
-                                    let sent = field[2] >= field[1] ? field[2] : now
+                                    let stamp = field[Dataplane.replayTXStampWord]
+                                    let sent = stamp >= field[1] ? stamp : now
                                     _ = outcome.latency.record(UInt64(Double(sent &- field[1]) * nsPerTick))
                                     _ = outcome.harnessLatency.record(UInt64(Double(now &- field[1]) * nsPerTick))
                                 }

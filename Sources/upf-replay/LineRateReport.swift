@@ -17,6 +17,11 @@ struct LineRateReport {
         histogram.totalCount == 0 ? 0 : Double(histogram.valueAtPercentile(p)) / 1000
     }
 
+    /// The largest value in microseconds (0 when empty).
+    func maximum(of histogram: Histogram<UInt64>) -> Double {
+        histogram.totalCount == 0 ? 0 : Double(histogram.max) / 1000
+    }
+
     var json: String {
         let o = outcome
         func num(_ v: Double, _ digits: Int = 3) -> JSONValue { .number(String(format: "%.\(digits)f", v)) }
@@ -30,13 +35,13 @@ struct LineRateReport {
             ("latency_us", .object([
                 ("samples", .int(Int(o.latency.totalCount))),
                 ("p50", num(percentile(50))), ("p99", num(percentile(99))), ("p99_9", num(percentile(99.9))),
-                ("max", num(o.latency.totalCount == 0 ? 0 : Double(o.latency.max) / 1000)),
+                ("max", num(maximum(of: o.latency))),
                 ("mean", num(o.latency.totalCount == 0 ? 0 : o.latency.mean / 1000)),
             ])),
             ("harness_latency_us", .object([
                 ("p50", num(percentile(50, of: o.harnessLatency))), ("p99", num(percentile(99, of: o.harnessLatency))),
                 ("p99_9", num(percentile(99.9, of: o.harnessLatency))),
-                ("max", num(o.harnessLatency.totalCount == 0 ? 0 : Double(o.harnessLatency.max) / 1000)),
+                ("max", num(maximum(of: o.harnessLatency))),
             ])),
             ("worker_preempted", .object([
                 ("seconds", num(o.workerPreemptedSeconds, 6)), ("involuntary_switches", .int(o.workerInvoluntarySwitches)),
@@ -60,7 +65,7 @@ struct LineRateReport {
                       o.measuredSeconds > 0 ? o.measuredBits / o.measuredSeconds / 1e9 : 0)
         out += String(format: "latency RX ring->TX burst (us, %llu samples): p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
                       o.latency.totalCount, percentile(50), percentile(99), percentile(99.9),
-                      o.latency.totalCount == 0 ? 0 : Double(o.latency.max) / 1000)
+                      maximum(of: o.latency))
         out += String(format: "with the harness collecting TX (us): p50 %.2f  p99 %.2f  p99.9 %.2f\n",
                       percentile(50, of: o.harnessLatency), percentile(99, of: o.harnessLatency),
                       percentile(99.9, of: o.harnessLatency))
