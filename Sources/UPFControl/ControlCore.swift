@@ -429,12 +429,14 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     /// `text`: the changes' JSON as the request held it, journaled as it is (nil: encoded here).
     private func commit(_ changes: [PolicyChange], text: ChangesJSON? = nil, pathPrefix: String,
                         describeChange: ((Int) -> String)? = nil) throws(ControlError) -> ControlReply {
-        let before = state
-        let next: PolicyState
+        // In place (see `PolicyState.apply`): `state` is the batch's result from here on, and
+        // `undo` takes it back if the tables or the journal refuse the batch.
+        let versionBefore = state.version
         let delta: PolicyDelta
+        let undo: PolicyUndo
         var steps: [PolicyStep] = []
         do {
-            (next, delta) = try before.applying(changes, limits: configuration.limits, steps: &steps)
+            (delta, undo) = try state.apply(changes, limits: configuration.limits, steps: &steps)
         } catch {
             var converted = ControlError(error, under: pathPrefix)
             if let describeChange, let (index, rest) = Self.splitChangePath(converted.path) {
@@ -445,7 +447,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         }
         // A batch that changes nothing (the same request twice) is answered without a new version.
         if delta.isEmpty {
-            return ControlReply(version: before.version, [("changed", .bool(false))])
+            state.revert(undo)
+            return ControlReply(version: versionBefore, [("changed", .bool(false))])
         }
 
         var writer = TableWriter(tables: tables)
@@ -454,7 +457,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             try writer.follow(steps, failedChange: &failedChange)
         } catch {
             logger.error("session tables refused a validated batch; rolling back", metadata: ["error": "\(error)"])
-            rollBack(&writer, to: before)
+            state.revert(undo)
+            rollBack(&writer, to: state)
             var refused = error as? ControlError
                 ?? ControlError(ControlError.Code.datapathFailed, "the session tables refused the change (\(error))")
             refused.message += "; nothing was applied"
@@ -465,10 +469,11 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
 
         if let store {
             do {
-                try store.append(version: next.version, changes: changes, text: text)
+                try store.append(version: state.version, changes: changes, text: text)
             } catch {
                 logger.error("cannot journal an applied batch; rolling back", metadata: ["error": "\(error)"])
-                rollBack(&writer, to: before)
+                state.revert(undo)
+                rollBack(&writer, to: state)
                 degraded["persistence"] = error.description
                 throw ControlError(ControlError.Code.persistFailed, "\(error); nothing was applied")
             }
@@ -476,9 +481,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
         }
         tables.reclaim()
 
-        state = next
         if !delta.putSessions.isEmpty || !delta.deletedSessions.isEmpty { sortedSEIDs = nil }
-        versionAtomic.store(next.version, ordering: .releasing)
+        versionAtomic.store(state.version, ordering: .releasing)
         for engine in delta.putEngines where engineStates[engine.id] == nil {
             engineStates[engine.id] = "configured"
             bus.publish(.engineState(id: engine.id, state: "configured"))
@@ -490,10 +494,10 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
             tables.setEngineHealth(id, up: nil)
             bus.publish(.engineState(id: id, state: "removed"))
         }
-        bus.publish(.policyApplied(version: next.version, sessions: next.sessionCount, engines: next.engines.count))
+        bus.publish(.policyApplied(version: state.version, sessions: state.sessionCount, engines: state.engines.count))
         if let store, store.shouldCompact { compactInBackground(store) }
 
-        return ControlReply(version: next.version, [
+        return ControlReply(version: state.version, [
             ("changed", .bool(true)),
             ("delta", .object([
                 ("put_sessions", .int(delta.putSessions.count)),

@@ -462,9 +462,46 @@ struct PolicyJSONWriter: ~Copyable {
     private var count = 0
     private var capacity: Int
 
+    /// Where a long document goes while it is written (see `init(chunkBytes:sink:)`).
+    private let sink: ((UnsafeRawBufferPointer) -> Int32)?
+    private let chunkBytes: Int
+    /// Bytes handed to `sink` so far.
+    private(set) var drained = 0
+    /// The errno `sink` returned, if it failed: nothing more is passed to it after that.
+    private(set) var sinkError: Int32 = 0
+
     init(capacity: Int = 1024) {
         self.capacity = max(capacity, 64)
         storage = .allocate(capacity: self.capacity)
+        sink = nil
+        chunkBytes = .max
+    }
+
+    /// A writer that hands what it has written to `sink` (which returns 0 or an errno) whenever
+    /// a session ends with more than `chunkBytes` held, and at `drain()`. Why, for snapshots: a
+    /// whole document held in memory is ~600 B per session (600 MB at 1 M sessions), and filling
+    /// fresh pages for it was a third of the time spent writing one; a reused chunk stays in cache.
+    init(chunkBytes: Int, sink: @escaping (UnsafeRawBufferPointer) -> Int32) {
+        self.capacity = max(chunkBytes + chunkBytes / 4, 64)
+        storage = .allocate(capacity: self.capacity)
+        self.sink = sink
+        self.chunkBytes = chunkBytes
+    }
+
+    /// Hands everything held to the sink (a writer without one keeps it).
+    mutating func drain() {
+        guard let sink, count > 0 else { return }
+        if sinkError == 0 { sinkError = sink(UnsafeRawBufferPointer(start: storage, count: count)) }
+        drained += count
+        count = 0
+    }
+
+    /// Ends a line (a snapshot file's text).
+    mutating func newline() { byte(0x0A) }
+
+    @inline(__always)
+    private mutating func drainIfFull() {
+        if count > chunkBytes { drain() }
     }
 
     deinit {
@@ -586,7 +623,7 @@ struct PolicyJSONWriter: ~Copyable {
         raw("{")
         key("applications", first: &first); list(p.applications) { $0.application($1) }
         key("engines", first: &first); list(p.engines) { $0.engine($1) }
-        key("sessions", first: &first); list(p.sessions) { $0.session($1) }
+        key("sessions", first: &first); list(p.sessions) { $0.session($1); $0.drainIfFull() }
         raw("}")
     }
 

@@ -58,11 +58,15 @@ struct StateSnapshot {
         }
     }
 
-    /// The document's text with its newline.
-    var json: [UInt8] {
-        var writer = PolicyJSONWriter(capacity: 1024 + 700 * policy.sessions.count)
+    /// The document's text with its newline, handed to `sink` in chunks of about `chunkBytes`
+    /// (`sink` returns 0 or an errno; it is not called again after an error). Returns the bytes
+    /// written and the error.
+    func write(chunkBytes: Int = 1 << 20, to sink: @escaping (UnsafeRawBufferPointer) -> Int32) -> (bytes: Int, error: Int32) {
+        var writer = PolicyJSONWriter(chunkBytes: chunkBytes, sink: sink)
         writer.snapshot(self)
-        return writer.bytes + [0x0A]
+        writer.newline()
+        writer.drain()
+        return (writer.drained, writer.sinkError)
     }
 }
 
@@ -308,13 +312,15 @@ public final class StateStore {
     /// Atomic replacement: temp file in the same directory, fsync, rename, fsync the directory.
     /// Returns the size written.
     static func writeSnapshotFile(_ snapshot: StateSnapshot, at path: String) throws(StateFileError) -> Int {
-        let data = snapshot.json
         try ensureDirectory(of: path)
         let temporary = "\(path).tmp-\(getpid())"
         let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
         guard fd >= 0 else { throw StateFileError(path: temporary, problem: "cannot create: \(errnoText())") }
+        let written: Int
         do throws(StateFileError) {
-            try writeAll(fd, data, path: temporary)
+            let (bytes, error) = snapshot.write { chunk in writeAll(fd, chunk) }
+            if error != 0 { throw StateFileError(path: temporary, problem: "write: \(errnoText(error))") }
+            written = bytes
             guard fsync(fd) == 0 else { throw StateFileError(path: temporary, problem: "fsync: \(errnoText())") }
             guard close(fd) == 0 else { throw StateFileError(path: temporary, problem: "close: \(errnoText())") }
         } catch {
@@ -328,7 +334,7 @@ public final class StateStore {
             throw StateFileError(path: path, problem: "rename from \(temporary): \(reason)")
         }
         try syncDirectory(of: path)
-        return data.count
+        return written
     }
 
     // MARK: helpers
@@ -457,17 +463,20 @@ public final class StateStore {
 }
 
 private func writeAll(_ fd: Int32, _ data: some ContiguousBytes, path: String) throws(StateFileError) {
-    let result: Int32 = data.withUnsafeBytes { raw in
-        var offset = 0
-        while offset < raw.count {
-            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
-            if n < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            offset += n
-        }
-        return 0
-    }
+    let result: Int32 = data.withUnsafeBytes { writeAll(fd, $0) }
     if result != 0 { throw StateFileError(path: path, problem: "write: \(errnoText(result))") }
+}
+
+/// Writes all of `raw` (retrying short writes and EINTR); returns 0 or the errno.
+private func writeAll(_ fd: Int32, _ raw: UnsafeRawBufferPointer) -> Int32 {
+    var offset = 0
+    while offset < raw.count {
+        let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+        if n < 0 {
+            if errno == EINTR { continue }
+            return errno
+        }
+        offset += n
+    }
+    return 0
 }

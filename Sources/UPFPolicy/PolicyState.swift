@@ -109,6 +109,8 @@ public struct PolicyState: Sendable {
     var applicationUsers: [String: PersistentMap<UInt64, Void>] = [:]
     /// O(n) passes made so far (cover lengths added); tests check that ordinary changes make none.
     private(set) var fullPasses = 0
+    /// While `apply` runs: each table write of the batch, to take it back (nil otherwise).
+    private var undoLog: [PolicyUndo.Write]?
 
     /// The empty policy.
     public init() {}
@@ -152,9 +154,15 @@ public struct PolicyState: Sendable {
     /// The whole policy, sessions sorted by SEID and engines and applications by id: for
     /// persistence and listings. O(n log n).
     public var policy: Policy {
-        Policy(engines: engines.values.sorted { $0.id < $1.id },
-               applications: applications.values.sorted { $0.id < $1.id },
-               sessions: sessionTable.values.sorted { $0.session.seid < $1.session.seid }.map(\.session))
+        // Sorted by the key held beside each session: comparing through the stored sessions was a
+        // cache miss per comparison.
+        var bySEID: [(seid: UInt64, stored: Stored)] = []
+        bySEID.reserveCapacity(sessionTable.count)
+        for (seid, stored) in sessionTable { bySEID.append((seid, stored)) }
+        bySEID.sort { $0.seid < $1.seid }
+        return Policy(engines: engines.values.sorted { $0.id < $1.id },
+                      applications: applications.values.sorted { $0.id < $1.id },
+                      sessions: bySEID.map(\.stored.session))
     }
 
     // MARK: Building and changing
@@ -213,6 +221,71 @@ public struct PolicyState: Sendable {
     public func applying(_ changes: [PolicyChange], limits: PolicyLimits = PolicyLimits(),
                          steps: inout [PolicyStep]) throws(PolicyError) -> (PolicyState, PolicyDelta) {
         var next = self
+        let delta = try next.applyInPlace(changes, limits: limits, steps: &steps)
+        return (next, delta)
+    }
+
+    /// `applying` in place: on error this state is as it was.
+    @discardableResult
+    public mutating func apply(_ changes: [PolicyChange], limits: PolicyLimits = PolicyLimits()) throws(PolicyError) -> PolicyDelta {
+        var steps: [PolicyStep] = []
+        return try apply(changes, limits: limits, steps: &steps).delta
+    }
+
+    /// `applying` in place, returning what `revert` needs to take the batch back (for a batch
+    /// that was applied here but could not be carried out further on, as when the data path's
+    /// tables or the journal refuse it). On error this state is as it was.
+    ///
+    /// Why in place: when the old version stays alive, as `applying` keeps it, every change
+    /// copies its path in each trie (a 32-slot node per level, each slot retained) and dropping
+    /// the old version afterwards frees them; at 100 k sessions that was about a third of the
+    /// policy thread's time per batched session. A state nobody else holds is changed in place,
+    /// and the undo log costs one entry per table write.
+    public mutating func apply(_ changes: [PolicyChange], limits: PolicyLimits = PolicyLimits(),
+                               steps: inout [PolicyStep]) throws(PolicyError) -> (delta: PolicyDelta, undo: PolicyUndo) {
+        let saved = PolicyUndo.Saved(version: version, engines: engines, applications: applications,
+                                     ueIPv6Lengths: ueIPv6Lengths, coverLengths: coverLengths, fullPasses: fullPasses)
+        undoLog = []
+        defer { undoLog = nil }
+        do {
+            let delta = try applyInPlace(changes, limits: limits, steps: &steps)
+            return (delta, PolicyUndo(saved: saved, writes: undoLog ?? []))
+        } catch {
+            revert(PolicyUndo(saved: saved, writes: undoLog ?? []))
+            throw error
+        }
+    }
+
+    /// Takes back the batch `undo` came from. Only valid on the state `apply` left, before any
+    /// other change.
+    public mutating func revert(_ undo: PolicyUndo) {
+        undoLog = nil
+        for write in undo.writes.reversed() {
+            switch write {
+            case .session(let seid, let old): Self.set(&sessionTable, seid, old)
+            case .n3(let teid, let old): Self.set(&n3Index, teid, old)
+            case .ueIPv4(let address, let old): Self.set(&ueIPv4Index, address, old)
+            case .ueIPv6(let prefix, let old): Self.set(&ueIPv6Index, prefix, old)
+            case .cover(let prefix, let old): Self.set(&ueIPv6Cover, prefix, old)
+            case .engineUser(let engine, let seid, let wasUser): Self.setUser(&engineUsers, engine, seid, wasUser)
+            case .applicationUser(let application, let seid, let wasUser):
+                Self.setUser(&applicationUsers, application, seid, wasUser)
+            }
+        }
+        let saved = undo.saved
+        version = saved.version
+        engines = saved.engines
+        applications = saved.applications
+        ueIPv6Lengths = saved.ueIPv6Lengths
+        coverLengths = saved.coverLengths
+        fullPasses = saved.fullPasses
+    }
+
+    /// The batch, changing this state as it goes; table writes are logged when `undoLog` is set.
+    /// When it throws, the caller reverts (`apply`) or discards (`applying`) this state.
+    private mutating func applyInPlace(_ changes: [PolicyChange], limits: PolicyLimits,
+                                       steps: inout [PolicyStep]) throws(PolicyError) -> PolicyDelta {
+        let enginesBefore = engines, applicationsBefore = applications
         // Each session the batch touches, as it was before the batch and as it is after it
         // (kept here rather than looked up again: at scale a lookup is a few cache misses).
         var sessionChanges: [(seid: UInt64, old: Session?, new: Session?)] = []
@@ -232,47 +305,47 @@ public struct PolicyState: Sendable {
             func path() -> String { "changes[\(i)]" }
             switch change {
             case .putSession(let session):
-                let (changed, previous) = try next.putSession(session, "\(path()).session", limits)
-                if changed { steps.append(PolicyStep(change: i, .install(session, next.context))) }
+                let (changed, previous) = try putSession(session, "\(path()).session", limits)
+                if changed { steps.append(PolicyStep(change: i, .install(session, context))) }
                 touch(session.seid, old: previous, new: session)
             case .deleteSession(let seid):
-                let previous = try next.deleteSession(seid, "\(path()).seid")
+                let previous = try deleteSession(seid, "\(path()).seid")
                 steps.append(PolicyStep(change: i, .remove(seid: seid)))
                 touch(seid, old: previous, new: nil)
             case .putEngine(let engine):
-                let replacing = next.engines[engine.id] != nil
-                if try next.putEngine(engine, "\(path()).engine", limits), replacing {
-                    next.recompile(next.seids(usingEngine: engine.id), change: i, into: &steps)
+                let replacing = engines[engine.id] != nil
+                if try putEngine(engine, "\(path()).engine", limits), replacing {
+                    recompile(seids(usingEngine: engine.id), change: i, into: &steps)
                 }
                 if seenEngines.insert(engine.id).inserted { touchedEngines.append(engine.id) }
             case .deleteEngine(let id):
-                try next.deleteEngine(id, "\(path()).id")
+                try deleteEngine(id, "\(path()).id")
                 if seenEngines.insert(id).inserted { touchedEngines.append(id) }
             case .putApplication(let application):
-                let replacing = next.applications[application.id] != nil
-                if try next.putApplication(application, "\(path()).application", limits), replacing {
-                    next.recompile(next.seids(usingApplication: application.id), change: i, into: &steps)
+                let replacing = applications[application.id] != nil
+                if try putApplication(application, "\(path()).application", limits), replacing {
+                    recompile(seids(usingApplication: application.id), change: i, into: &steps)
                 }
                 if seenApplications.insert(application.id).inserted { touchedApplications.append(application.id) }
             case .deleteApplication(let id):
-                try next.deleteApplication(id, "\(path()).id")
+                try deleteApplication(id, "\(path()).id")
                 if seenApplications.insert(id).inserted { touchedApplications.append(id) }
             }
         }
-        next.version = version &+ 1
+        version &+= 1
         var delta = PolicyDelta()
         for (seid, old, new) in sessionChanges {
             if let new { if new != old { delta.putSessions.append(new) } } else if old != nil { delta.deletedSessions.append(seid) }
         }
         for id in touchedEngines {
-            let old = engines[id], new = next.engines[id]
+            let old = enginesBefore[id], new = engines[id]
             if let new { if new != old { delta.putEngines.append(new) } } else if old != nil { delta.deletedEngines.append(id) }
         }
         for id in touchedApplications {
-            let old = applications[id], new = next.applications[id]
+            let old = applicationsBefore[id], new = applications[id]
             if let new { if new != old { delta.putApplications.append(new) } } else if old != nil { delta.deletedApplications.append(id) }
         }
-        return (next, delta)
+        return delta
     }
 
     /// Steps that compile `seids` again (sessions whose engine or application changed), by SEID.
@@ -285,14 +358,6 @@ public struct PolicyState: Sendable {
 
     /// The engines and applications sessions are compiled against.
     public var context: SessionContext { SessionContext(engines: engines, applications: applications) }
-
-    /// `applying` in place.
-    @discardableResult
-    public mutating func apply(_ changes: [PolicyChange], limits: PolicyLimits = PolicyLimits()) throws(PolicyError) -> PolicyDelta {
-        let (next, delta) = try applying(changes, limits: limits)
-        self = next
-        return delta
-    }
 
     /// The changes that turn this state into `policy` (engines and applications put first, then
     /// sessions deleted and put, then engines and applications deleted). Applying them checks
@@ -375,9 +440,10 @@ public struct PolicyState: Sendable {
     /// Returns the session deleted.
     @discardableResult
     mutating func deleteSession(_ seid: UInt64, _ path: @autoclosure Check.Path) throws(PolicyError) -> Session {
-        guard let stored = sessionTable.removeValue(forKey: seid) else {
+        guard let stored = sessionTable[seid] else {
             throw Check.fail(PolicyError.Code.notFound, path(), "there is no session with SEID \(seid)")
         }
+        write(.session(seid, Self.set(&sessionTable, seid, nil)))
         unindex(seid, stored.keys)
         return stored.session
     }
@@ -406,7 +472,7 @@ public struct PolicyState: Sendable {
         }
         try checkCollisions(session, keys, path())
         index(session.seid, keys)
-        sessionTable.updateValue(Stored(session: session, keys: keys), forKey: session.seid)
+        write(.session(session.seid, Self.set(&sessionTable, session.seid, Stored(session: session, keys: keys))))
         return (true, old?.session)
     }
 
@@ -451,45 +517,97 @@ public struct PolicyState: Sendable {
         fullPasses += 1
         for (prefix, _) in ueIPv6Index where prefix.length > length {
             let key = IPPrefix(address: prefix.address, length: length)
-            ueIPv6Cover.updateValue((ueIPv6Cover[key] ?? 0) + 1, forKey: key)
+            write(.cover(key, Self.set(&ueIPv6Cover, key, (ueIPv6Cover[key] ?? 0) + 1)))
         }
     }
 
     private mutating func index(_ seid: UInt64, _ keys: SessionKeys) {
-        n3Index.updateValue(seid, forKey: keys.n3.teid)
-        if let ue = keys.ueIPv4 { ueIPv4Index.updateValue(seid, forKey: ue) }
+        write(.n3(keys.n3.teid, Self.set(&n3Index, keys.n3.teid, seid)))
+        if let ue = keys.ueIPv4 { write(.ueIPv4(ue, Self.set(&ueIPv4Index, ue, seid))) }
         if let prefix = keys.ueIPv6 {
-            ueIPv6Index.updateValue(seid, forKey: prefix)
+            write(.ueIPv6(prefix, Self.set(&ueIPv6Index, prefix, seid)))
             ueIPv6Lengths[prefix.length, default: 0] += 1
             for length in coverLengths where length < prefix.length {
                 let key = IPPrefix(address: prefix.address, length: length)
-                ueIPv6Cover.updateValue((ueIPv6Cover[key] ?? 0) + 1, forKey: key)
+                write(.cover(key, Self.set(&ueIPv6Cover, key, (ueIPv6Cover[key] ?? 0) + 1)))
             }
         }
-        for (engine, _) in keys.engines { engineUsers[engine, default: PersistentMap()].updateValue((), forKey: seid) }
-        for (app, _) in keys.applications { applicationUsers[app, default: PersistentMap()].updateValue((), forKey: seid) }
+        for (engine, _) in keys.engines {
+            write(.engineUser(engine, seid, wasUser: Self.setUser(&engineUsers, engine, seid, true)))
+        }
+        for (app, _) in keys.applications {
+            write(.applicationUser(app, seid, wasUser: Self.setUser(&applicationUsers, app, seid, true)))
+        }
     }
 
     private mutating func unindex(_ seid: UInt64, _ keys: SessionKeys) {
-        n3Index.removeValue(forKey: keys.n3.teid)
-        if let ue = keys.ueIPv4 { ueIPv4Index.removeValue(forKey: ue) }
+        write(.n3(keys.n3.teid, Self.set(&n3Index, keys.n3.teid, nil)))
+        if let ue = keys.ueIPv4 { write(.ueIPv4(ue, Self.set(&ueIPv4Index, ue, nil))) }
         if let prefix = keys.ueIPv6 {
-            ueIPv6Index.removeValue(forKey: prefix)
+            write(.ueIPv6(prefix, Self.set(&ueIPv6Index, prefix, nil)))
             ueIPv6Lengths[prefix.length, default: 1] -= 1
             if ueIPv6Lengths[prefix.length] == 0 { ueIPv6Lengths[prefix.length] = nil }
             for length in coverLengths where length < prefix.length {
                 let key = IPPrefix(address: prefix.address, length: length)
                 let count = (ueIPv6Cover[key] ?? 1) - 1
-                if count == 0 { ueIPv6Cover.removeValue(forKey: key) } else { ueIPv6Cover.updateValue(count, forKey: key) }
+                write(.cover(key, Self.set(&ueIPv6Cover, key, count == 0 ? nil : count)))
             }
         }
         for (engine, _) in keys.engines {
-            engineUsers[engine]?.removeValue(forKey: seid)
-            if engineUsers[engine]?.isEmpty == true { engineUsers[engine] = nil }
+            write(.engineUser(engine, seid, wasUser: Self.setUser(&engineUsers, engine, seid, false)))
         }
         for (app, _) in keys.applications {
-            applicationUsers[app]?.removeValue(forKey: seid)
-            if applicationUsers[app]?.isEmpty == true { applicationUsers[app] = nil }
+            write(.applicationUser(app, seid, wasUser: Self.setUser(&applicationUsers, app, seid, false)))
         }
     }
+
+    // MARK: Table writes (all of them, so that `apply` can log them)
+
+    private mutating func write(_ write: PolicyUndo.Write) {
+        undoLog?.append(write)
+    }
+
+    /// Sets (`value`) or removes (nil) `key`; returns the value it had.
+    @discardableResult
+    private static func set<Key, Value>(_ map: inout PersistentMap<Key, Value>, _ key: Key, _ value: Value?) -> Value? {
+        if let value { return map.updateValue(value, forKey: key) }
+        return map.removeValue(forKey: key)
+    }
+
+    /// Makes `seid` one of `owner`'s users or not (an owner without users has no entry); returns
+    /// whether it was one.
+    @discardableResult
+    private static func setUser(_ users: inout [String: PersistentMap<UInt64, Void>], _ owner: String,
+                                _ seid: UInt64, _ isUser: Bool) -> Bool {
+        if isUser { return users[owner, default: PersistentMap()].updateValue((), forKey: seid) != nil }
+        guard users[owner]?.removeValue(forKey: seid) != nil else { return false }
+        if users[owner]?.isEmpty == true { users[owner] = nil }
+        return true
+    }
+}
+
+/// What one `PolicyState.apply` changed, for `PolicyState.revert`: the small tables as they were,
+/// and each write to the large ones with the value it replaced, in order.
+public struct PolicyUndo: Sendable {
+    enum Write: Sendable {
+        case session(UInt64, PolicyState.Stored?)
+        case n3(UInt32, UInt64?)
+        case ueIPv4(IPAddress, UInt64?)
+        case ueIPv6(IPPrefix, UInt64?)
+        case cover(IPPrefix, Int?)
+        case engineUser(String, UInt64, wasUser: Bool)
+        case applicationUser(String, UInt64, wasUser: Bool)
+    }
+
+    struct Saved: Sendable {
+        var version: UInt64
+        var engines: [String: Engine]
+        var applications: [String: Application]
+        var ueIPv6Lengths: [UInt8: Int]
+        var coverLengths: [UInt8]
+        var fullPasses: Int
+    }
+
+    let saved: Saved
+    let writes: [Write]
 }

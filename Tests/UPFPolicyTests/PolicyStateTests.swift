@@ -252,4 +252,58 @@ import UPFPackets
         #expect(next.seid(n3TEID: UInt32(count) + 2, address: IPAddress("192.0.2.1")!) == UInt64(count) + 2)
         #expect(big.sessionCount == count && next.sessionCount == count)
     }
+
+    /// `apply` changes a state in place and `revert` takes the batch back: every table, index and
+    /// counter as it was, the IPv6 cover counts (and a cover length added by the batch) included.
+    @Test func applyInPlaceAndRevert() throws {
+        var a = F.session(1, engine: "llm"), b = F.session(2), c = F.session(3)
+        a.ueIPv6 = "2001:db8:a::1"
+        b.ueIPv6 = "2001:db8:b::/64"
+        c.ueIPv6 = "2001:db8:c::/96"
+        var state = try PolicyState.validated(Policy(engines: [F.llm], applications: [F.inference], sessions: [a, b, c]))
+        let before = snapshot(state), passes = state.fullPasses
+        var wider = F.session(4, engine: "llm")
+        wider.ueIPv6 = "2001:db8:d::/72"  // a length shorter than c's /96: the batch adds a cover length
+        var replaced = b
+        replaced.defaultQFI = 3
+        let batch: [PolicyChange] = [
+            .putEngine(Engine(id: "vision", instances: F.llm.instances)), .putSession(wider), .deleteSession(seid: 1),
+            .putSession(replaced), .putApplication(Application(id: "inference", protocol: 6)), .deleteSession(seid: 3),
+        ]
+        var steps: [PolicyStep] = []
+        let (delta, undo) = try state.apply(batch, limits: PolicyLimits(), steps: &steps)
+        #expect(state.version == 1 && state.sessionCount == 2 && state.engines["vision"] != nil)
+        #expect(delta.putSessions.map(\.seid) == [4, 2] && delta.deletedSessions == [1, 3])
+        #expect(state.seid(ueAddress: IPAddress("2001:db8:d:0:ff::1")!) == 4)
+        #expect(state.seids(usingEngine: "llm") == [4])
+        #expect(state.fullPasses == passes + 1)
+        state.revert(undo)
+        #expect(snapshot(state) == before)
+        #expect(state.fullPasses == passes && state.engines["vision"] == nil)
+        #expect(state.applications["inference"] == F.inference)
+        // The cover counts are back too: a /64 around c's /96 collides again, and only that.
+        var e = F.session(5)
+        e.ueIPv6 = "2001:db8:c::/64"
+        expectPolicyError("collision", at: "changes[0].session.ue_ipv6") { try state.apply([.putSession(e)]) }
+        e.ueIPv6 = "2001:db8:e::/64"
+        try state.apply([.putSession(e)])
+        #expect(state.version == 1 && state.seid(ueAddress: IPAddress("2001:db8:e::9")!) == 5)
+    }
+
+    /// In place, a state nobody else holds copies no trie node for a change to a session it has
+    /// (taking its index keys out and back may split one); `applying`, which keeps the old
+    /// version, copies the path of each key in each table.
+    @Test func applyInPlaceCopiesNothingWhenUnshared() throws {
+        var policy = Policy(engines: [F.llm])
+        policy.sessions = (1...UInt64(20_000)).map { F.session($0, engine: "llm") }
+        var state = try PolicyState.validated(policy)
+        var replaced = F.session(500, engine: "llm")
+        replaced.defaultQFI = 3
+        let (copy, _) = try state.applying([.putSession(replaced)])
+        #expect(copy.storageAllocations - state.storageAllocations >= 8)
+        let allocations = state.storageAllocations
+        try state.apply([.putSession(replaced)])
+        #expect(state.storageAllocations - allocations <= 2)
+        #expect(state.session(seid: 500) == replaced)
+    }
 }
