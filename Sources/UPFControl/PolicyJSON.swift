@@ -545,11 +545,15 @@ struct PolicyJSONWriter: ~Copyable {
         count += length
     }
 
+    /// Always inlined, as `key` is: the text is a literal, so its length and bytes fold into the
+    /// caller (out of line, reading them from the `StaticString` was a sixth of a snapshot).
+    @inline(__always)
     private mutating func raw(_ text: StaticString) {
         append(text.utf8Start, text.utf8CodeUnitCount)
     }
 
     /// `"key":` after a comma unless it is the object's first member.
+    @inline(__always)
     private mutating func key(_ name: StaticString, first: inout Bool) {
         if !first { byte(UInt8(ascii: ",")) }
         first = false
