@@ -140,7 +140,7 @@ final class PolicyJSONReader {
 
     func rejectUnknown(_ object: Object, known: [StaticString]) throws(Failure) {
         var first: String?
-        for member in document.members(object.node) where !known.contains(where: { document.string(member.key, equals: $0) }) {
+        for member in document.members(object.node) where !document.string(member.key, isOneOf: known) {
             let key = document.string(member.key)
             if first.map({ key < $0 }) ?? true { first = key }
         }
@@ -613,9 +613,13 @@ struct PolicyJSONWriter: ~Copyable {
 
     private mutating func list<T>(_ items: [T], _ element: (inout PolicyJSONWriter, T) -> Void) {
         byte(UInt8(ascii: "["))
-        for (index, item) in items.enumerated() {
-            if index > 0 { byte(UInt8(ascii: ",")) }
-            element(&self, item)
+        // Through the buffer: iterating the array copied each element (a rule: a retain of
+        // each of its strings and arrays) before handing it on.
+        items.withUnsafeBufferPointer { buffer in
+            for index in buffer.indices {
+                if index > 0 { byte(UInt8(ascii: ",")) }
+                element(&self, buffer[index])
+            }
         }
         byte(UInt8(ascii: "]"))
     }
@@ -734,7 +738,12 @@ struct PolicyJSONWriter: ~Copyable {
         if r.low == r.high {
             integer(r.low)
         } else {
-            string("\(r.low)-\(r.high)")
+            // `"low-high"`, written directly (interpolating made a String of each bound).
+            byte(UInt8(ascii: "\""))
+            integer(r.low)
+            byte(UInt8(ascii: "-"))
+            integer(r.high)
+            byte(UInt8(ascii: "\""))
         }
     }
 
