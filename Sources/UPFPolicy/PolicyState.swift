@@ -65,6 +65,7 @@ public struct PolicyStep: Sendable, Equatable {
 /// A validated policy with its lookup indexes. A value: `applying` returns a new state and leaves
 /// this one untouched, sharing all but O(1) of its storage (persistent hash tries), so holding on
 /// to an old version costs nothing and one change never copies or revalidates the other sessions.
+/// `apply` changes a state in place, with an undo log (`revert`), for whoever keeps only one.
 ///
 /// Invariants: every session passed `Check.session`; every reference (rule → action/qos/counter,
 /// action → engine, rule → application) resolves; no two sessions share a local N3 F-TEID or a UE
