@@ -137,6 +137,21 @@ struct JSONDocument: Sendable {
         }
     }
 
+    /// Whether the string at `node` is `text` (bytes compared unless the node has an escape).
+    func string(_ node: Int, equalsText text: String) -> Bool {
+        let n = nodes[node]
+        guard !n.escaped else { return string(node) == text }
+        let count = Int(n.end - n.start) - 2
+        var text = text
+        return text.withUTF8 { utf8 in
+            guard utf8.count == count else { return false }
+            guard count > 0 else { return true }
+            return bytes.withUnsafeBufferPointer { buffer in
+                memcmp(buffer.baseAddress! + Int(n.start) + 1, utf8.baseAddress!, count) == 0
+            }
+        }
+    }
+
     /// The string at `node`, unescaped.
     func string(_ node: Int) -> String {
         let n = nodes[node]
@@ -380,9 +395,16 @@ private struct Parser {
             leaf(.string, from: keyOffset, escaped: try skipString())
             let key = nodes.count - 1
             if memberCount < Self.linearDuplicateCheckLimit {
+                // Lengths first, here: most keys differ in length, and the call to compare them
+                // cost more than the comparing (escaped keys always go to `sameString`).
+                let keyNode = nodes[key]
+                let keyLength = keyNode.end - keyNode.start
                 var earlier = node + 1
                 while earlier < key {
-                    if sameString(earlier, key) { throw JSONSyntaxError(kind: .duplicateKey(string(key)), offset: keyOffset) }
+                    let other = nodes[earlier]
+                    if other.end - other.start == keyLength || other.escaped || keyNode.escaped, sameString(earlier, key) {
+                        throw JSONSyntaxError(kind: .duplicateKey(string(key)), offset: keyOffset)
+                    }
                     earlier = Int(nodes[earlier + 1].next)
                 }
             } else {

@@ -187,8 +187,14 @@ final class PolicyJSONReader {
     }
 
     func string(_ node: Int) throws(Failure) -> String {
+        try requireString(node)
+        return document.string(node)
+    }
+
+    /// `string`'s checks without making the `String` (for values compared by their bytes).
+    private func requireString(_ node: Int) throws(Failure) {
         switch document.kind(node) {
-        case .string: return document.string(node)
+        case .string: return
         case .null: throw fail(PolicyError.Code.missingField, "expected a string, found null")
         default: throw fail(PolicyError.Code.invalidField, "expected a string")
         }
@@ -235,7 +241,10 @@ final class PolicyJSONReader {
 
     /// A string enum (`decodeEnum` of Model.swift).
     func enumeration<E: RawRepresentable & CaseIterable>(_ node: Int) throws(Failure) -> E where E.RawValue == String {
-        let text = try string(node)
+        try requireString(node)
+        // By the bytes first (no `String` made for the usual, valid value).
+        for value in E.allCases where document.string(node, equalsText: value.rawValue) { return value }
+        let text = document.string(node)
         guard let result = E(rawValue: text) else {
             throw fail(PolicyError.Code.invalidField,
                        "'\(text)' is not one of: \(E.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -377,30 +386,57 @@ final class PolicyJSONReader {
 
     func action(_ node: Int) throws(Failure) -> Action {
         let o = try object(node)
-        let type = try field(o, "type", string)
-        let extra: [StaticString]
-        switch type {
-        case "steer": extra = ["engine"]
-        case "n9": extra = ["peer", "teid"]
-        case "n3", "n6", "drop": extra = []
-        case "buffer": extra = ["limit"]
-        default:
-            throw fail(PolicyError.Code.invalidField,
-                       "unknown action type '\(type)' (expected steer, n9, n3, n6, drop or buffer)", at: .field("type"))
+        // The type by its bytes, and the keys each type allows made once: comparing `String`s
+        // twice and concatenating the key lists per action was a few hundred instructions each.
+        let type = try field(o, "type") { (value) throws(Failure) -> ActionType in
+            try requireString(value)
+            guard let type = ActionType.allCases.first(where: { document.string(value, equals: $0.name) }) else {
+                throw fail(PolicyError.Code.invalidField,
+                           "unknown action type '\(document.string(value))' (expected steer, n9, n3, n6, drop or buffer)")
+            }
+            return type
         }
-        try rejectUnknown(o, known: extra.isEmpty ? Self.actionKeys : Self.actionKeys + extra)
+        try rejectUnknown(o, known: type.keys)
         let id: UInt32 = try field(o, "id", integer)
         let kind: ActionKind
         switch type {
-        case "steer": kind = .steer(engine: try field(o, "engine", string))
-        case "n9": kind = .forwardN9(peer: try field(o, "peer", string), teid: try field(o, "teid", integer))
-        case "n3": kind = .forwardN3
-        case "n6": kind = .forwardN6
-        case "drop": kind = .drop
-        default: kind = .buffer(limit: try field(o, "limit", integer))
+        case .steer: kind = .steer(engine: try field(o, "engine", string))
+        case .n9: kind = .forwardN9(peer: try field(o, "peer", string), teid: try field(o, "teid", integer))
+        case .n3: kind = .forwardN3
+        case .n6: kind = .forwardN6
+        case .drop: kind = .drop
+        case .buffer: kind = .buffer(limit: try field(o, "limit", integer))
         }
         return Action(id: id, kind: kind)
     }
+
+    enum ActionType: CaseIterable {
+        case steer, n9, n3, n6, drop, buffer
+
+        var name: StaticString {
+            switch self {
+            case .steer: "steer"
+            case .n9: "n9"
+            case .n3: "n3"
+            case .n6: "n6"
+            case .drop: "drop"
+            case .buffer: "buffer"
+            }
+        }
+
+        var keys: [StaticString] {
+            switch self {
+            case .steer: PolicyJSONReader.steerKeys
+            case .n9: PolicyJSONReader.n9Keys
+            case .buffer: PolicyJSONReader.bufferKeys
+            case .n3, .n6, .drop: PolicyJSONReader.actionKeys
+            }
+        }
+    }
+
+    static let steerKeys: [StaticString] = actionKeys + ["engine"]
+    static let n9Keys: [StaticString] = actionKeys + ["peer", "teid"]
+    static let bufferKeys: [StaticString] = actionKeys + ["limit"]
 
     static let qosKeys: [StaticString] = ["id", "gate_uplink", "gate_downlink", "mbr_uplink_kbps", "mbr_downlink_kbps", "qfi"]
 

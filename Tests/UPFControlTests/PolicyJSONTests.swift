@@ -60,9 +60,11 @@ import UPFPolicy
             + #"{"op":"delete_application","id":"chat"}]"#
         #expect(try self.changes(changes).get().count == 6)
         // Whole numbers written with a fraction or an exponent, escapes, defaults and nulls.
-        let edge = #"{"seid":7.0,"ue_ipv4":null,"n3":{"teid":1e2,"address":"192.0.2.\u0031"},"rules":[{"id":1,"precedence":-0,"source":"access","action":100e-2,"match":null}],"qos":null}"#
+        let edge = #"{"seid":7.0,"ue_ipv4":null,"n3":{"teid":1e2,"address":"192.0.2.\u0031"},"rules":[{"id":1,"precedence":-0,"source":"acc\u0065ss","action":100e-2,"match":null}],"actions":[{"id":1,"type":"dr\u006fp"}],"qos":null}"#
         let decoded = try self.session(edge).get()
         #expect(decoded.seid == 7 && decoded.n3 == FTEID(teid: 100, address: "192.0.2.1") && decoded.defaultQFI == 9)
+        // Enumerations and action types are matched by their bytes unless escaped, as here.
+        #expect(decoded.rules.first?.source == .access && decoded.actions.first?.kind == .drop)
         let engine = #"{"id":"e","instances":[{"port":7.0,"address":"x"},{"port":"eth1","address":"y"}],"fallback":"drop"}"#
         #expect(try both(Engine.self, engine, { (document) throws(PolicyError) in try document.policyEngine() }).get().instances.map(\.port) == ["7", "eth1"])
     }
