@@ -176,8 +176,10 @@ final class PolicyJSONReader {
     func list<T>(_ node: Int, _ element: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
         switch document.kind(node) {
         case .array:
+            let elements = document.elements(node)
             var result: [T] = []
-            for (index, item) in document.elements(node).enumerated() {
+            result.reserveCapacity(elements.count)
+            for (index, item) in elements.enumerated() {
                 result.append(try at(.index(index)) { () throws(Failure) -> T in try element(item) })
             }
             return result
