@@ -274,12 +274,8 @@ public struct PolicyState: Sendable {
             }
         }
         let saved = undo.saved
-        version = saved.version
-        engines = saved.engines
-        applications = saved.applications
-        ueIPv6Lengths = saved.ueIPv6Lengths
-        coverLengths = saved.coverLengths
-        fullPasses = saved.fullPasses
+        (version, engines, applications) = (saved.version, saved.engines, saved.applications)
+        (ueIPv6Lengths, coverLengths, fullPasses) = (saved.ueIPv6Lengths, saved.coverLengths, saved.fullPasses)
     }
 
     /// The batch, changing this state as it goes; table writes are logged when `undoLog` is set.
