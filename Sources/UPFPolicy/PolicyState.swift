@@ -437,10 +437,10 @@ public struct PolicyState: Sendable {
     /// Returns the session deleted.
     @discardableResult
     mutating func deleteSession(_ seid: UInt64, _ path: @autoclosure Check.Path) throws(PolicyError) -> Session {
-        guard let stored = sessionTable[seid] else {
+        guard let stored = sessionTable.removeValue(forKey: seid) else {
             throw Check.fail(PolicyError.Code.notFound, path(), "there is no session with SEID \(seid)")
         }
-        write(.session(seid, Self.set(&sessionTable, seid, nil)))
+        write(.session(seid, stored))
         unindex(seid, stored.keys)
         return stored.session
     }
