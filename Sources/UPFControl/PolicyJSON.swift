@@ -16,6 +16,11 @@
 // here.
 
 import UPFPolicy
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 extension JSONDocument {
     /// The changes of an `apply` (or a journal entry) at `node`. Error paths start with `path`.
@@ -112,19 +117,50 @@ final class PolicyJSONReader {
         }
     }
 
-    /// An object node (its members are scanned by key: the model's objects have a dozen at most).
+    /// An object node. Read with the keys its reader knows, its members are matched against them
+    /// once, so a field costs a scan of that short list of literals, not of the members: scanning
+    /// the members for each field and again for unknown keys was a fifth of reading a session.
     struct Object {
         let node: Int
+        /// The known keys, when the members were matched (at most `matchedCapacity` of them).
+        let known: [StaticString]?
+        /// The value node of `known[i]`, or -1 when the object has no such member.
+        var values = InlineArray<16, Int32>(repeating: -1)
+        /// Where `find` starts comparing keys: after the last one found.
+        var next = 0
+
+        static let matchedCapacity = 16
     }
 
-    private func find(_ object: Object, _ key: StaticString) -> Int? {
+    private func find(_ object: inout Object, _ key: StaticString) -> Int? {
+        if let known = object.known {
+            // Readers read their fields in the order of their key lists: start after the last one
+            // found, and the key is usually the first one compared.
+            var i = object.next
+            for _ in 0..<known.count {
+                if i >= known.count { i = 0 }
+                if Self.same(known[i], key) {
+                    object.next = i &+ 1
+                    let value = object.values[i]
+                    return value >= 0 ? Int(value) : nil
+                }
+                i &+= 1
+            }
+        }
         for member in document.members(object.node) where document.string(member.key, equals: key) { return member.value }
         return nil
     }
 
+    /// The same literal: usually the same bytes at the same address (identical literals are merged).
+    private static func same(_ a: StaticString, _ b: StaticString) -> Bool {
+        let count = a.utf8CodeUnitCount
+        guard count == b.utf8CodeUnitCount else { return false }
+        return a.utf8Start == b.utf8Start || memcmp(a.utf8Start, b.utf8Start, count) == 0
+    }
+
     func object(_ node: Int) throws(Failure) -> Object {
         switch document.kind(node) {
-        case .object: return Object(node: node)
+        case .object: return Object(node: node, known: nil)
         case .null: throw fail(PolicyError.Code.missingField, "expected an object, found null")
         default: throw fail(PolicyError.Code.invalidField, "expected an object")
         }
@@ -133,8 +169,22 @@ final class PolicyJSONReader {
     /// An object whose keys must all be in `known` (`rejectUnknownKeys`: the first unknown key
     /// in sorted order is reported).
     func object(_ node: Int, known: [StaticString]) throws(Failure) -> Object {
-        let object = try object(node)
-        try rejectUnknown(object, known: known)
+        _ = try object(node)
+        guard known.count <= Object.matchedCapacity else {
+            let object = Object(node: node, known: nil)
+            try rejectUnknown(object, known: known)
+            return object
+        }
+        var object = Object(node: node, known: known)
+        var unknown = false
+        for member in document.members(node) {
+            guard let i = document.string(member.key, indexIn: known) else {
+                unknown = true
+                continue
+            }
+            object.values[i] = Int32(truncatingIfNeeded: member.value)
+        }
+        if unknown { try rejectUnknown(object, known: known) }
         return object
     }
 
@@ -151,9 +201,9 @@ final class PolicyJSONReader {
     }
 
     /// A required field (`decode(_:forKey:)`): missing is `missing_field`.
-    func field<T>(_ object: Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T {
+    func field<T>(_ object: inout Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T {
         try at(.field(key)) { () throws(Failure) -> T in
-            guard let value = find(object, key) else {
+            guard let value = find(&object, key) else {
                 throw fail(PolicyError.Code.missingField, "missing required field '\(key)'")
             }
             return try read(value)
@@ -161,14 +211,14 @@ final class PolicyJSONReader {
     }
 
     /// An optional field (`decodeIfPresent`): missing or null is nil.
-    func optionalField<T>(_ object: Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T? {
-        guard let value = find(object, key), document.kind(value) != .null else { return nil }
+    func optionalField<T>(_ object: inout Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T? {
+        guard let value = find(&object, key), document.kind(value) != .null else { return nil }
         return try at(.field(key)) { () throws(Failure) -> T in try read(value) }
     }
 
     /// A list that defaults to empty when missing or null (`list(_:_:)` of Coding.swift).
-    func listField<T>(_ object: Object, _ key: StaticString, _ element: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
-        try optionalField(object, key) { (value) throws(Failure) in try list(value, element) } ?? []
+    func listField<T>(_ object: inout Object, _ key: StaticString, _ element: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
+        try optionalField(&object, key) { (value) throws(Failure) in try list(value, element) } ?? []
     }
 
     // MARK: values
@@ -259,116 +309,116 @@ final class PolicyJSONReader {
     static let policyKeys: [StaticString] = ["engines", "applications", "sessions"]
 
     func policy(_ node: Int) throws(Failure) -> Policy {
-        let o = try object(node, known: Self.policyKeys)
-        return Policy(engines: try listField(o, "engines", engine),
-                      applications: try listField(o, "applications", application),
-                      sessions: try listField(o, "sessions", session))
+        var o = try object(node, known: Self.policyKeys)
+        return Policy(engines: try listField(&o, "engines", engine),
+                      applications: try listField(&o, "applications", application),
+                      sessions: try listField(&o, "sessions", session))
     }
 
     static let engineKeys: [StaticString] = ["id", "instances", "fallback", "probe"]
 
     func engine(_ node: Int) throws(Failure) -> Engine {
-        let o = try object(node, known: Self.engineKeys)
-        let id = try field(o, "id", string)
-        let instances = try field(o, "instances") { (value) throws(Failure) in try list(value, engineInstance) }
-        let fallback: EngineFallback = try optionalField(o, "fallback", enumeration) ?? .core
-        return Engine(id: id, instances: instances, fallback: fallback, probe: try optionalField(o, "probe", engineProbe))
+        var o = try object(node, known: Self.engineKeys)
+        let id = try field(&o, "id", string)
+        let instances = try field(&o, "instances") { (value) throws(Failure) in try list(value, engineInstance) }
+        let fallback: EngineFallback = try optionalField(&o, "fallback", enumeration) ?? .core
+        return Engine(id: id, instances: instances, fallback: fallback, probe: try optionalField(&o, "probe", engineProbe))
     }
 
     static let engineInstanceKeys: [StaticString] = ["port", "address", "mac"]
 
     func engineInstance(_ node: Int) throws(Failure) -> EngineInstance {
-        let o = try object(node, known: Self.engineInstanceKeys)
+        var o = try object(node, known: Self.engineInstanceKeys)
         // A port index may be written as a number.
         let port: String
-        if let value = find(o, "port"), let index: UInt16 = wholeNumber(value) {
+        if let value = find(&o, "port"), let index: UInt16 = wholeNumber(value) {
             port = String(index)
         } else {
-            port = try field(o, "port", string)
+            port = try field(&o, "port", string)
         }
-        return EngineInstance(port: port, address: try field(o, "address", string), mac: try optionalField(o, "mac", string))
+        return EngineInstance(port: port, address: try field(&o, "address", string), mac: try optionalField(&o, "mac", string))
     }
 
     static let engineProbeKeys: [StaticString] = ["kind", "port", "path", "interval_ms", "timeout_ms", "failures_before_down"]
 
     func engineProbe(_ node: Int) throws(Failure) -> EngineProbe {
-        let o = try object(node, known: Self.engineProbeKeys)
-        let kind: EngineProbe.Kind = try field(o, "kind", enumeration)
-        let port: UInt16 = try field(o, "port", integer)
-        let path = try optionalField(o, "path", string)
-        return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(o, "interval_ms", integer),
-                           timeoutMs: try optionalField(o, "timeout_ms", integer),
-                           failuresBeforeDown: try optionalField(o, "failures_before_down", integer))
+        var o = try object(node, known: Self.engineProbeKeys)
+        let kind: EngineProbe.Kind = try field(&o, "kind", enumeration)
+        let port: UInt16 = try field(&o, "port", integer)
+        let path = try optionalField(&o, "path", string)
+        return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(&o, "interval_ms", integer),
+                           timeoutMs: try optionalField(&o, "timeout_ms", integer),
+                           failuresBeforeDown: try optionalField(&o, "failures_before_down", integer))
     }
 
     static let applicationKeys: [StaticString] = ["id", "destination_prefixes", "destination_ports", "protocol"]
 
     func application(_ node: Int) throws(Failure) -> Application {
-        let o = try object(node, known: Self.applicationKeys)
-        return Application(id: try field(o, "id", string),
-                           destinationPrefixes: try listField(o, "destination_prefixes", string),
-                           destinationPorts: try listField(o, "destination_ports", portRange),
-                           protocol: try optionalField(o, "protocol", integer))
+        var o = try object(node, known: Self.applicationKeys)
+        return Application(id: try field(&o, "id", string),
+                           destinationPrefixes: try listField(&o, "destination_prefixes", string),
+                           destinationPorts: try listField(&o, "destination_ports", portRange),
+                           protocol: try optionalField(&o, "protocol", integer))
     }
 
     static let sessionKeys: [StaticString] = ["seid", "ue_ipv4", "ue_ipv6", "n3", "gnb", "default_qfi", "rules", "actions", "qos",
                                               "counters"]
 
     func session(_ node: Int) throws(Failure) -> Session {
-        let o = try object(node, known: Self.sessionKeys)
-        let seid: UInt64 = try field(o, "seid", integer)
-        let ueIPv4 = try optionalField(o, "ue_ipv4", string)
-        let ueIPv6 = try optionalField(o, "ue_ipv6", string)
-        let n3 = try field(o, "n3", fteid)
-        let gnb = try optionalField(o, "gnb", fteid)
-        let defaultQFI: UInt8 = try optionalField(o, "default_qfi", integer) ?? 9
-        let rules = try field(o, "rules") { (value) throws(Failure) in try list(value, rule) }
+        var o = try object(node, known: Self.sessionKeys)
+        let seid: UInt64 = try field(&o, "seid", integer)
+        let ueIPv4 = try optionalField(&o, "ue_ipv4", string)
+        let ueIPv6 = try optionalField(&o, "ue_ipv6", string)
+        let n3 = try field(&o, "n3", fteid)
+        let gnb = try optionalField(&o, "gnb", fteid)
+        let defaultQFI: UInt8 = try optionalField(&o, "default_qfi", integer) ?? 9
+        let rules = try field(&o, "rules") { (value) throws(Failure) in try list(value, rule) }
         return Session(seid: seid, ueIPv4: ueIPv4, ueIPv6: ueIPv6, n3: n3, gnb: gnb, defaultQFI: defaultQFI, rules: rules,
-                       actions: try listField(o, "actions", action), qos: try listField(o, "qos", qos),
-                       counters: try listField(o, "counters", usageRule))
+                       actions: try listField(&o, "actions", action), qos: try listField(&o, "qos", qos),
+                       counters: try listField(&o, "counters", usageRule))
     }
 
     static let fteidKeys: [StaticString] = ["teid", "address"]
 
     func fteid(_ node: Int) throws(Failure) -> FTEID {
-        let o = try object(node, known: Self.fteidKeys)
-        return FTEID(teid: try field(o, "teid", integer), address: try field(o, "address", string))
+        var o = try object(node, known: Self.fteidKeys)
+        return FTEID(teid: try field(&o, "teid", integer), address: try field(&o, "address", string))
     }
 
     static let ruleKeys: [StaticString] = ["id", "precedence", "source", "match", "qfi", "application", "action", "qos", "counters"]
 
     func rule(_ node: Int) throws(Failure) -> Rule {
-        let o = try object(node, known: Self.ruleKeys)
-        let id: UInt16 = try field(o, "id", integer)
-        let precedence: UInt32 = try field(o, "precedence", integer)
-        let source: SourceInterface = try field(o, "source", enumeration)
-        let match = try optionalField(o, "match", filter)
-        let qfi: UInt8? = try optionalField(o, "qfi", integer)
-        let application = try optionalField(o, "application", string)
-        let action: UInt32 = try field(o, "action", integer)
-        let qos: UInt32? = try optionalField(o, "qos", integer)
+        var o = try object(node, known: Self.ruleKeys)
+        let id: UInt16 = try field(&o, "id", integer)
+        let precedence: UInt32 = try field(&o, "precedence", integer)
+        let source: SourceInterface = try field(&o, "source", enumeration)
+        let match = try optionalField(&o, "match", filter)
+        let qfi: UInt8? = try optionalField(&o, "qfi", integer)
+        let application = try optionalField(&o, "application", string)
+        let action: UInt32 = try field(&o, "action", integer)
+        let qos: UInt32? = try optionalField(&o, "qos", integer)
         return Rule(id: id, precedence: precedence, source: source, match: match, qfi: qfi, application: application,
-                    action: action, qos: qos, counters: try listField(o, "counters", integer))
+                    action: action, qos: qos, counters: try listField(&o, "counters", integer))
     }
 
     static let filterKeys: [StaticString] = ["source_prefixes", "destination_prefixes", "protocol", "source_ports",
                                              "destination_ports", "tos"]
 
     func filter(_ node: Int) throws(Failure) -> SDFFilter {
-        let o = try object(node, known: Self.filterKeys)
-        return SDFFilter(sourcePrefixes: try listField(o, "source_prefixes", string),
-                         destinationPrefixes: try listField(o, "destination_prefixes", string),
-                         protocol: try optionalField(o, "protocol", integer),
-                         sourcePorts: try listField(o, "source_ports", portRange),
-                         destinationPorts: try listField(o, "destination_ports", portRange),
-                         tos: try optionalField(o, "tos", tosMatch))
+        var o = try object(node, known: Self.filterKeys)
+        return SDFFilter(sourcePrefixes: try listField(&o, "source_prefixes", string),
+                         destinationPrefixes: try listField(&o, "destination_prefixes", string),
+                         protocol: try optionalField(&o, "protocol", integer),
+                         sourcePorts: try listField(&o, "source_ports", portRange),
+                         destinationPorts: try listField(&o, "destination_ports", portRange),
+                         tos: try optionalField(&o, "tos", tosMatch))
     }
 
     static let tosKeys: [StaticString] = ["value", "mask"]
 
     func tosMatch(_ node: Int) throws(Failure) -> TOSMatch {
-        let o = try object(node, known: Self.tosKeys)
-        return TOSMatch(value: try field(o, "value", integer), mask: try optionalField(o, "mask", integer) ?? 0xFF)
+        var o = try object(node, known: Self.tosKeys)
+        return TOSMatch(value: try field(&o, "value", integer), mask: try optionalField(&o, "mask", integer) ?? 0xFF)
     }
 
     /// A number (`80`) or the text form (`"8000-8080"`).
@@ -387,10 +437,10 @@ final class PolicyJSONReader {
     static let actionKeys: [StaticString] = ["id", "type"]
 
     func action(_ node: Int) throws(Failure) -> Action {
-        let o = try object(node)
         // The type by its bytes, and the keys each type allows made once: comparing `String`s
         // twice and concatenating the key lists per action was a few hundred instructions each.
-        let type = try field(o, "type") { (value) throws(Failure) -> ActionType in
+        var bare = try object(node)
+        let type = try field(&bare, "type") { (value) throws(Failure) -> ActionType in
             try requireString(value)
             guard let type = ActionType.allCases.first(where: { document.string(value, equals: $0.name) }) else {
                 throw fail(PolicyError.Code.invalidField,
@@ -398,16 +448,16 @@ final class PolicyJSONReader {
             }
             return type
         }
-        try rejectUnknown(o, known: type.keys)
-        let id: UInt32 = try field(o, "id", integer)
+        var o = try object(node, known: type.keys)
+        let id: UInt32 = try field(&o, "id", integer)
         let kind: ActionKind
         switch type {
-        case .steer: kind = .steer(engine: try field(o, "engine", string))
-        case .n9: kind = .forwardN9(peer: try field(o, "peer", string), teid: try field(o, "teid", integer))
+        case .steer: kind = .steer(engine: try field(&o, "engine", string))
+        case .n9: kind = .forwardN9(peer: try field(&o, "peer", string), teid: try field(&o, "teid", integer))
         case .n3: kind = .forwardN3
         case .n6: kind = .forwardN6
         case .drop: kind = .drop
-        case .buffer: kind = .buffer(limit: try field(o, "limit", integer))
+        case .buffer: kind = .buffer(limit: try field(&o, "limit", integer))
         }
         return Action(id: id, kind: kind)
     }
@@ -443,27 +493,27 @@ final class PolicyJSONReader {
     static let qosKeys: [StaticString] = ["id", "gate_uplink", "gate_downlink", "mbr_uplink_kbps", "mbr_downlink_kbps", "qfi"]
 
     func qos(_ node: Int) throws(Failure) -> QoS {
-        let o = try object(node, known: Self.qosKeys)
-        let id: UInt32 = try field(o, "id", integer)
-        let gateUplink: Gate = try optionalField(o, "gate_uplink", enumeration) ?? .open
-        let gateDownlink: Gate = try optionalField(o, "gate_downlink", enumeration) ?? .open
-        let mbrUplink: UInt64? = try optionalField(o, "mbr_uplink_kbps", integer)
-        let mbrDownlink: UInt64? = try optionalField(o, "mbr_downlink_kbps", integer)
+        var o = try object(node, known: Self.qosKeys)
+        let id: UInt32 = try field(&o, "id", integer)
+        let gateUplink: Gate = try optionalField(&o, "gate_uplink", enumeration) ?? .open
+        let gateDownlink: Gate = try optionalField(&o, "gate_downlink", enumeration) ?? .open
+        let mbrUplink: UInt64? = try optionalField(&o, "mbr_uplink_kbps", integer)
+        let mbrDownlink: UInt64? = try optionalField(&o, "mbr_downlink_kbps", integer)
         return QoS(id: id, gateUplink: gateUplink, gateDownlink: gateDownlink, mbrUplinkKbps: mbrUplink,
-                   mbrDownlinkKbps: mbrDownlink, qfi: try optionalField(o, "qfi", integer))
+                   mbrDownlinkKbps: mbrDownlink, qfi: try optionalField(&o, "qfi", integer))
     }
 
     static let usageRuleKeys: [StaticString] = ["id", "volume_threshold_bytes"]
 
     func usageRule(_ node: Int) throws(Failure) -> UsageRule {
-        let o = try object(node, known: Self.usageRuleKeys)
-        return UsageRule(id: try field(o, "id", integer),
-                         volumeThresholdBytes: try optionalField(o, "volume_threshold_bytes", integer))
+        var o = try object(node, known: Self.usageRuleKeys)
+        return UsageRule(id: try field(&o, "id", integer),
+                         volumeThresholdBytes: try optionalField(&o, "volume_threshold_bytes", integer))
     }
 
     func change(_ node: Int) throws(Failure) -> PolicyChange {
-        let o = try object(node)
-        let op = try field(o, "op", string)
+        var o = try object(node)
+        let op = try field(&o, "op", string)
         let argument: StaticString
         switch op {
         case "put_session": argument = "session"
@@ -477,12 +527,12 @@ final class PolicyJSONReader {
         }
         try rejectUnknown(o, known: ["op", argument])
         switch op {
-        case "put_session": return .putSession(try field(o, "session", session))
-        case "delete_session": return .deleteSession(seid: try field(o, "seid", integer))
-        case "put_engine": return .putEngine(try field(o, "engine", engine))
-        case "delete_engine": return .deleteEngine(id: try field(o, "id", string))
-        case "put_application": return .putApplication(try field(o, "application", application))
-        default: return .deleteApplication(id: try field(o, "id", string))
+        case "put_session": return .putSession(try field(&o, "session", session))
+        case "delete_session": return .deleteSession(seid: try field(&o, "seid", integer))
+        case "put_engine": return .putEngine(try field(&o, "engine", engine))
+        case "delete_engine": return .deleteEngine(id: try field(&o, "id", string))
+        case "put_application": return .putApplication(try field(&o, "application", application))
+        default: return .deleteApplication(id: try field(&o, "id", string))
         }
     }
 }
@@ -600,21 +650,39 @@ struct PolicyJSONWriter: ~Copyable {
         raw("\":")
     }
 
-    /// Decimal digits, written directly (no intermediate `String`).
+    /// Decimal digits, written directly (no intermediate `String`): the digits counted by
+    /// comparison, then written from the end two at a time (half the divisions of one at a time,
+    /// which with a division more per digit to count them was a seventh of a snapshot).
     private mutating func integer<T: FixedWidthInteger>(_ value: T) {
-        var magnitude = value.magnitude
+        guard T.bitWidth <= 64 else { return wideInteger(value) }
         if value < 0 { byte(UInt8(ascii: "-")) }
+        var magnitude = UInt64(truncatingIfNeeded: value.magnitude)
         reserve(20)  // UInt64.max has 20 digits
-        var digits = 0
-        var rest = magnitude
-        repeat { digits += 1; rest /= 10 } while rest != 0
-        var i = count + digits
-        repeat {
-            i -= 1
-            storage[i] = UInt8(ascii: "0") + UInt8(magnitude % 10)
-            magnitude /= 10
-        } while magnitude != 0
-        count += digits
+        var digits = 1
+        var limit: UInt64 = 10
+        while digits < 20 && magnitude >= limit {
+            digits &+= 1
+            if digits < 20 { limit &*= 10 }
+        }
+        var i = count &+ digits
+        // A literal, not a stored table: no lazy-initialisation check per call.
+        let digitPairs: StaticString = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+        do {
+            let pairs = digitPairs.utf8Start
+            while magnitude >= 10 {
+                let pair = Int(magnitude % 100) &* 2
+                magnitude /= 100
+                i &-= 2
+                storage[i] = pairs[pair]
+                storage[i &+ 1] = pairs[pair &+ 1]
+            }
+            if i > count { storage[count] = UInt8(ascii: "0") &+ UInt8(truncatingIfNeeded: magnitude) }
+        }
+        count &+= digits
+    }
+
+    private mutating func wideInteger<T: FixedWidthInteger>(_ value: T) {
+        for byte in String(value).utf8 { self.byte(byte) }
     }
 
     /// Escapes as JSONEncoder does: `"`, `\` and control characters (`\n`, `\r`, `\t`, `\b`,
@@ -625,7 +693,13 @@ struct PolicyJSONWriter: ~Copyable {
         // Nothing to escape (the usual case): the UTF-8 as it is.
         var text = text
         let plain = text.withUTF8 { utf8 in
-            for byte in utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+            // Eight bytes at a time, as the parser skips strings; the tail byte by byte.
+            var i = JSONDocument.plainPrefix(utf8, from: 0)
+            while i < utf8.count {
+                let byte = utf8[i]
+                if byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { return false }
+                i &+= 1
+            }
             if let base = utf8.baseAddress { append(base, utf8.count) }
             return true
         }
@@ -749,7 +823,13 @@ struct PolicyJSONWriter: ~Copyable {
         key("precedence", first: &first); integer(r.precedence)
         if let qfi = r.qfi { key("qfi", first: &first); integer(qfi) }
         if let qos = r.qos { key("qos", first: &first); integer(qos) }
-        key("source", first: &first); string(r.source.rawValue)
+        key("source", first: &first)
+        // Enumerations as literals: two per rule and action, through `string` a tenth of a snapshot.
+        switch r.source {
+        case .access: raw("\"access\"")
+        case .core: raw("\"core\"")
+        case .engine: raw("\"engine\"")
+        }
         raw("}")
     }
 
@@ -795,7 +875,15 @@ struct PolicyJSONWriter: ~Copyable {
             key("peer", first: &first); string(peer)
             key("teid", first: &first); integer(teid)
         }
-        key("type", first: &first); string(a.kind.typeName)
+        key("type", first: &first)
+        switch a.kind {
+        case .steer: raw("\"steer\"")
+        case .forwardN9: raw("\"n9\"")
+        case .forwardN3: raw("\"n3\"")
+        case .forwardN6: raw("\"n6\"")
+        case .drop: raw("\"drop\"")
+        case .buffer: raw("\"buffer\"")
+        }
         raw("}")
     }
 

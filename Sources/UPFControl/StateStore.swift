@@ -50,11 +50,11 @@ struct StateSnapshot {
     /// the strictness of a request.
     init(json: JSONDocument) throws(PolicyError) {
         self = try PolicyJSONReader(json, at: "").read { (reader) throws(PolicyJSONReader.Failure) in
-            let o = try reader.object(JSONDocument.root)
-            return StateSnapshot(format: try reader.field(o, "format", reader.string),
-                                 formatVersion: try reader.field(o, "format_version", reader.integer),
-                                 version: try reader.field(o, "version", reader.integer),
-                                 policy: try reader.field(o, "policy", reader.policy))
+            var o = try reader.object(JSONDocument.root)
+            return StateSnapshot(format: try reader.field(&o, "format", reader.string),
+                                 formatVersion: try reader.field(&o, "format_version", reader.integer),
+                                 version: try reader.field(&o, "version", reader.integer),
+                                 policy: try reader.field(&o, "policy", reader.policy))
         }
     }
 
@@ -79,9 +79,9 @@ struct JournalEntry {
 
     init(json: JSONDocument) throws(PolicyError) {
         (version, changes) = try PolicyJSONReader(json, at: "").read { (reader) throws(PolicyJSONReader.Failure) in
-            let o = try reader.object(JSONDocument.root)
-            let version: UInt64 = try reader.field(o, "version", reader.integer)
-            return (version, try reader.field(o, "changes") { (value) throws(PolicyJSONReader.Failure) in
+            var o = try reader.object(JSONDocument.root)
+            let version: UInt64 = try reader.field(&o, "version", reader.integer)
+            return (version, try reader.field(&o, "changes") { (value) throws(PolicyJSONReader.Failure) in
                 try reader.list(value, reader.change)
             })
         }

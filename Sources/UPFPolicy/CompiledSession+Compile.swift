@@ -144,9 +144,12 @@ private struct CompiledSessionBuilder {
             (keys[$0].precedence, keys[$0].id, $0) < (keys[$1].precedence, keys[$1].id, $1)
         }
         out.rules.reserveCapacity(s.rules.count)
-        for i in order {
-            rule(s.rules[i], at: i, actions: actions, qosIndex: qosIndex, counterIndex: counterIndex,
-                 applications: applications)
+        // Each rule handed over in place: `s.rules[i]` as the argument was a copy of it.
+        s.rules.withUnsafeBufferPointer { rules in
+            for i in order {
+                rule(rules[i], at: i, actions: actions, qosIndex: qosIndex, counterIndex: counterIndex,
+                     applications: applications)
+            }
         }
         return out
     }

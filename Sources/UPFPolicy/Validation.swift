@@ -263,7 +263,9 @@ enum Check {
         }
         if list.count <= linearUniqueLimit {
             // The ids once: `id(list[j])` inside the inner loop copied an element per comparison.
-            let ids = list.map(id)
+            // Through the buffer: `list.map` copied each element (a rule: a retain and a release
+            // of each of its lists and strings) to read its id.
+            let ids = list.withUnsafeBufferPointer { buffer in (0..<buffer.count).map { id(buffer[$0]) } }
             for i in ids.indices.dropFirst() {
                 if let earlier = ids[..<i].firstIndex(of: ids[i]) { throw duplicate(i, earlier) }
             }
@@ -365,42 +367,48 @@ enum Check {
         }
 
         var applications: [(id: String, rule: Int)] = []
-        for (i, rule) in s.rules.enumerated() {
-            func p() -> String { element(path(), "rules", i) }
-            // The first action with the id (ids are unique, checked above).
-            guard let kind = s.actions.first(where: { $0.id == rule.action })?.kind else {
-                throw fail(Code.danglingReference, join(p(), "action"),
-                           "rule \(rule.id) names action \(rule.action), which session \(s.seid) does not define"
-                           + " (actions: \(s.actions.map { String($0.id) }.joined(separator: ", ")))")
-            }
-            if rule.source == .engine, kind.engine != nil {
-                throw fail(Code.invalidField, join(p(), "action"),
-                           "rule \(rule.id) matches traffic coming back from an engine and cannot steer it to an engine again")
-            }
-            if let q = rule.qos, !s.qos.contains(where: { $0.id == q }) {
-                throw fail(Code.danglingReference, join(p(), "qos"),
-                           "rule \(rule.id) names qos \(q), which session \(s.seid) does not define")
-            }
-            // Long lists (a rule's counters are not bounded by the limits) are checked with sets.
-            let hashed = rule.counters.count > linearUniqueLimit
-            let counterIDs = hashed ? Set(s.counters.map(\.id)) : []
-            var seen = Set<UInt32>()
-            for (j, counter) in rule.counters.enumerated() {
-                if hashed ? !counterIDs.contains(counter) : !s.counters.contains(where: { $0.id == counter }) {
-                    throw fail(Code.danglingReference, "\(join(p(), "counters"))[\(j)]",
-                               "rule \(rule.id) names counter \(counter), which session \(s.seid) does not define")
+        // The rules in place (`rule` points into the array): a `for` over `s.rules` copied each
+        // one, a retain and a release of each of its lists and strings.
+        try s.rules.withUnsafeBufferPointer { (rules) throws(PolicyError) in
+            for i in rules.indices {
+                let rule = rules.baseAddress! + i
+                func p() -> String { element(path(), "rules", i) }
+                // The first action with the id (ids are unique, checked above).
+                guard let kind = s.actions.first(where: { $0.id == rule.pointee.action })?.kind else {
+                    throw fail(Code.danglingReference, join(p(), "action"),
+                               "rule \(rule.pointee.id) names action \(rule.pointee.action), which session \(s.seid) does not define"
+                               + " (actions: \(s.actions.map { String($0.id) }.joined(separator: ", ")))")
                 }
-                if hashed ? !seen.insert(counter).inserted : rule.counters[..<j].contains(counter) {
-                    throw fail(Code.duplicateID, "\(join(p(), "counters"))[\(j)]", "rule \(rule.id) names counter \(counter) twice")
+                if rule.pointee.source == .engine, kind.engine != nil {
+                    throw fail(Code.invalidField, join(p(), "action"),
+                               "rule \(rule.pointee.id) matches traffic coming back from an engine and cannot steer it to an engine again")
                 }
+                if let q = rule.pointee.qos, !s.qos.contains(where: { $0.id == q }) {
+                    throw fail(Code.danglingReference, join(p(), "qos"),
+                               "rule \(rule.pointee.id) names qos \(q), which session \(s.seid) does not define")
+                }
+                // Long lists (a rule's counters are not bounded by the limits) are checked with sets.
+                let hashed = rule.pointee.counters.count > linearUniqueLimit
+                let counterIDs = hashed ? Set(s.counters.map(\.id)) : []
+                var seen = Set<UInt32>()
+                for (j, counter) in rule.pointee.counters.enumerated() {
+                    if hashed ? !counterIDs.contains(counter) : !s.counters.contains(where: { $0.id == counter }) {
+                        throw fail(Code.danglingReference, "\(join(p(), "counters"))[\(j)]",
+                                   "rule \(rule.pointee.id) names counter \(counter), which session \(s.seid) does not define")
+                    }
+                    if hashed ? !seen.insert(counter).inserted : rule.pointee.counters[..<j].contains(counter) {
+                        throw fail(Code.duplicateID, "\(join(p(), "counters"))[\(j)]", "rule \(rule.pointee.id) names counter \(counter) twice")
+                    }
+                }
+                if let value = rule.pointee.qfi { try qfi(value, join(p(), "qfi")) }
+                if let app = rule.pointee.application {
+                    try identifier(app, join(p(), "application"), "application")
+                    if !applications.contains(where: { $0.id == app }) { applications.append((app, i)) }
+                }
+                if let match = rule.pointee.match { try filter(match, join(p(), "match"), limits) }
             }
-            if let value = rule.qfi { try qfi(value, join(p(), "qfi")) }
-            if let app = rule.application {
-                try identifier(app, join(p(), "application"), "application")
-                if !applications.contains(where: { $0.id == app }) { applications.append((app, i)) }
-            }
-            if let match = rule.match { try filter(match, join(p(), "match"), limits) }
         }
+
         return SessionKeys(n3: n3, ueIPv4: ueIPv4, ueIPv6: ueIPv6, engines: engines, applications: applications)
     }
 }

@@ -22,6 +22,35 @@ import Testing
         #expect(throws: JSONSyntaxError.self) { try JSONValue.parse(text) }
     }
 
+    /// The word-at-a-time scan of a string's plain bytes stops where a byte-at-a-time one does,
+    /// for the bytes that end a run, their neighbours and non-ASCII, at every alignment.
+    @Test func plainRunScanMatchesBytewiseScan() {
+        let interesting: [UInt8] = [0x00, 0x01, 0x1F, 0x20, 0x21, 0x22, 0x23, 0x5B, 0x5C, 0x5D, 0x61, 0x7F, 0x80, 0xA2, 0xDC, 0xFF]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next() -> UInt64 {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            return state
+        }
+        for _ in 0..<4000 {
+            let count = Int(next() % 40)
+            // Mostly plain bytes, so that runs are long enough to span several words.
+            let bytes = (0..<count).map { _ in next() % 6 == 0 ? interesting[Int(next() % UInt64(interesting.count))] : 0x61 }
+            bytes.withUnsafeBufferPointer { buffer in
+                for start in 0...count {
+                    var expected = start
+                    while expected < count, buffer[expected] != 0x22, buffer[expected] != 0x5C, buffer[expected] >= 0x20 {
+                        expected += 1
+                    }
+                    let stop = JSONDocument.plainPrefix(buffer, from: start)
+                    // Either the same stop, or a tail shorter than a word left to the byte loop
+                    // with nothing to stop at before it.
+                    #expect(stop == expected || (stop < expected && count - stop < 8), "bytes \(bytes) from \(start)")
+                    #expect(stop <= expected)
+                }
+            }
+        }
+    }
+
     @Test func decodesSurrogatePairs() throws {
         #expect(try JSONValue.parse(#""\ud83d\ude00""#) == .string("😀"))
     }

@@ -89,6 +89,17 @@ import UPFPolicy
         let many = Policy(sessions: (1...50).map { (seid: UInt64) in var s = odd; s.seid = seid; s.n3.teid = UInt32(seid); return s })
         small.policy(many)
         #expect(Data(small.bytes) == PolicyCoding.json(many))
+        // Numbers of every digit count up to the widest, and every source interface.
+        let numbers: [UInt64] = [0, 1, 9, 10, 99, 100, 101, 999, 1000, 65535, 4_294_967_295, 10_000_000_000,
+                                 9_999_999_999_999_999_999, 10_000_000_000_000_000_000, .max]
+        for (k, value) in numbers.enumerated() {
+            var s = odd
+            s.seid = value
+            s.n3.teid = UInt32(truncatingIfNeeded: value)
+            s.rules[0].precedence = UInt32(truncatingIfNeeded: value >> 3)
+            s.rules[0].source = SourceInterface.allCases[k % SourceInterface.allCases.count]
+            #expect(writer { $0.session(s) } == PolicyCoding.json(s), "\(value)")
+        }
         for engine in policy.engines { #expect(writer { $0.engine(engine) } == PolicyCoding.json(engine)) }
         let changes: [PolicyChange] = [
             .putSession(odd), .deleteSession(seid: .max), .putEngine(policy.engines[0]), .deleteEngine(id: "llm"),
