@@ -127,25 +127,11 @@ struct JSONDocument: Sendable {
         }
     }
 
-    /// Whether the string at `node` is one of `names`: one read of the node and the bytes for
-    /// all of them (the way an object's keys are checked against the ones a reader knows).
-    func string(_ node: Int, isOneOf names: [StaticString]) -> Bool {
-        let n = nodes[node]
-        guard !n.escaped else {
-            let text = string(node)
-            return names.contains { text == $0.description }
-        }
-        let count = Int(n.end - n.start) - 2
-        return bytes.withUnsafeBufferPointer { buffer in
-            let text = buffer.baseAddress! + Int(n.start) + 1
-            for name in names where name.utf8CodeUnitCount == count && memcmp(text, name.utf8Start, count) == 0 {
-                return true
-            }
-            return false
-        }
-    }
+    /// Whether the string at `node` is one of `names`.
+    func string(_ node: Int, isOneOf names: [StaticString]) -> Bool { string(node, indexIn: names) != nil }
 
-    /// The index in `names` of the string at `node`, or nil (as `string(_:isOneOf:)`).
+    /// The index in `names` of the string at `node`, or nil: one read of the node and the bytes
+    /// for all of them (the way an object's keys are matched against the ones a reader knows).
     func string(_ node: Int, indexIn names: [StaticString]) -> Int? {
         let n = nodes[node]
         guard !n.escaped else {
