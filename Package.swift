@@ -122,6 +122,9 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
         ]),
         .testTarget(name: "UPFCaptureTests", dependencies: ["UPFCapture", "UPFPackets"]),
+        // The parts of UPFDPDK that need no EAL (the per-worker packet buffers).
+        .testTarget(name: "UPFDPDKTests", dependencies: ["UPFDPDK", "UPFDatapath"],
+                    swiftSettings: [.unsafeFlags(dpdkSwiftFlags)]),
         // Runs the built executables as subprocesses (EAL initialises once per process) and
         // checks them against tshark and scapy.
         .testTarget(name: "IntegrationTests", dependencies: ["UPFPackets", "UPFCapture"]),

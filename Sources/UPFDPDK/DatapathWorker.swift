@@ -388,6 +388,8 @@ public final class DatapathWorker: @unchecked Sendable {
                     i &+= 1
                 }
                 processor.lookUpPeeked()
+                // Whether this worker holds packets for any session (a local: read per packet below).
+                var anyHeld = buffers.active > 0
                 i = 0
                 while i < n {
                     let m = rx[i].unsafelyUnwrapped
@@ -406,10 +408,21 @@ public final class DatapathWorker: @unchecked Sendable {
                                                     tailroom: Int(cdpdk_mbuf_tailroom(m)), ingress: source.portIndex,
                                                     burstIndex: index)
                     if verdict.isDropped {
-                        if verdict.isBuffered && hold(&processor, m, ingress: source.portIndex, now: roundStart) { continue }
+                        if verdict.isBuffered && hold(&processor, m, ingress: source.portIndex, now: roundStart) {
+                            anyHeld = true
+                            continue
+                        }
                         dropped[drops] = m
                         drops &+= 1
                         continue
+                    }
+                    // Leaving, from a session that may have packets held here: if that session
+                    // was updated since (this version sends), they leave first, in order; the
+                    // timed sweep would release them only after this one.
+                    if anyHeld && buffers.mayHold(slot: processor.classifiedSlot) {
+                        let burstNow = processor.now
+                        sweepBuffers(&processor, now: cdpdk_rdtsc())
+                        processor.now = burstNow
                     }
                     enqueue(m, verdict)
                 }

@@ -11,7 +11,9 @@ import UPFDatapath
 ///
 /// The worker asks `sweep` about once a millisecond what became of each session: updated (its
 /// generation changed) → its packets go back through the fast path in order; deleted → they
-/// are discarded; held past the hold time → the oldest are dropped as expired.
+/// are discarded; held past the hold time → the oldest are dropped as expired. It also asks at
+/// once when it is about to send a packet of a session that may have packets held (`mayHold`):
+/// the held ones must leave first.
 final class SessionBuffers {
     enum HoldResult {
         /// The first packet held for this session (raise the downlink-data event).
@@ -42,6 +44,10 @@ final class SessionBuffers {
     private let next: UnsafeMutablePointer<Int32>
     private var freeHead: Int32
     private let entries: UnsafeMutablePointer<Entry>
+    /// Entries per slot hash (`slot & slotHashMask`): lets the worker ask, per packet it sends,
+    /// whether the packet's session may have packets held here, with one load.
+    private let entriesBySlotHash: UnsafeMutablePointer<UInt32>
+    private static let slotHashMask: UInt32 = 4095
 
     init(packets: Int, sessions: Int) {
         precondition(packets >= 0 && sessions >= 0 && packets < Int(Int32.max))
@@ -56,11 +62,17 @@ final class SessionBuffers {
         freeHead = packets > 0 ? 0 : -1
         entries = .allocate(capacity: max(1, sessionCapacity))
         entries.initialize(repeating: Entry(), count: max(1, sessionCapacity))
+        entriesBySlotHash = .allocate(capacity: Int(SessionBuffers.slotHashMask) + 1)
+        entriesBySlotHash.initialize(repeating: 0, count: Int(SessionBuffers.slotHashMask) + 1)
     }
+
+    /// False when no packet is held for a session in `slot` (true may be another slot's).
+    @inline(__always)
+    func mayHold(slot: UInt32) -> Bool { entriesBySlotHash[Int(slot & SessionBuffers.slotHashMask)] != 0 }
 
     deinit {
         precondition(held == 0, "SessionBuffers released while holding mbufs (call discardAll first)")
-        mbufs.deallocate(); arrivals.deallocate(); next.deallocate(); entries.deallocate()
+        mbufs.deallocate(); arrivals.deallocate(); next.deallocate(); entries.deallocate(); entriesBySlotHash.deallocate()
     }
 
     /// Appends `mbuf` (which arrived on `ingress` at `now`) to the buffer of the session
@@ -85,6 +97,7 @@ final class SessionBuffers {
         next[Int(node)] = -1
         if first {
             entries[e] = Entry(request: request, ingress: ingress, head: node, tail: node, count: 1)
+            entriesBySlotHash[Int(request.slot & SessionBuffers.slotHashMask)] &+= 1
             active &+= 1
         } else {
             next[Int(entries[e].tail)] = node
@@ -162,6 +175,7 @@ final class SessionBuffers {
     }
 
     private func remove(_ e: Int) {
+        entriesBySlotHash[Int(entries[e].request.slot & SessionBuffers.slotHashMask)] &-= 1
         active &-= 1
         if e != active { entries[e] = entries[active] }
         entries[active] = Entry()

@@ -31,6 +31,22 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
     public var ipv4: UInt32 { UInt32(truncatingIfNeeded: low) }
 
     /// Parses dotted-quad IPv4 or RFC 4291 text IPv6 (with `::` and an embedded IPv4 tail).
+    ///
+    /// A `String` has its own entry point: through the generic one below, called from another
+    /// module, unspecialised, a dotted quad cost ~600 instructions (a `Substring` made of the
+    /// text, the UTF-8 walked through witness tables); the control plane parses several per session.
+    public init?(_ text: String) {
+        var text = text
+        if let v4 = text.withUTF8({ IPAddress.parseIPv4($0) }) {
+            self.init(ipv4: v4)
+        } else if let v6 = IPAddress.parseIPv6(Substring(text)) {
+            self = v6
+        } else {
+            return nil
+        }
+    }
+
+    /// As `init?(_: String)`, for any text (a `Substring` of a longer one, say).
     public init?(_ text: some StringProtocol) {
         if let v4 = IPAddress.parseIPv4(Substring(text)) {
             self.init(ipv4: v4)

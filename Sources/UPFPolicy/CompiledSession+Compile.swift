@@ -144,10 +144,16 @@ private struct CompiledSessionBuilder {
             (keys[$0].precedence, keys[$0].id, $0) < (keys[$1].precedence, keys[$1].id, $1)
         }
         out.rules.reserveCapacity(s.rules.count)
-        // Each rule handed over in place: `s.rules[i]` as the argument was a copy of it.
+        // Room in the pools for what a rule usually has (two prefixes, two port ranges, a
+        // counter): appended rule by rule, each pool grew through three or four allocations.
+        out.prefixes.reserveCapacity(2 * s.rules.count)
+        out.ports.reserveCapacity(2 * s.rules.count)
+        out.counters.reserveCapacity(s.rules.count)
+        // Each rule handed over by a pointer into the list: as an argument, `s.rules[i]` (even
+        // read from the buffer) was a copy of it.
         s.rules.withUnsafeBufferPointer { rules in
             for i in order {
-                rule(rules[i], at: i, actions: actions, qosIndex: qosIndex, counterIndex: counterIndex,
+                rule(rules.baseAddress! + i, at: i, actions: actions, qosIndex: qosIndex, counterIndex: counterIndex,
                      applications: applications)
             }
         }
@@ -185,6 +191,7 @@ private struct CompiledSessionBuilder {
     /// then never match); empty = any.
     mutating func prefixes(_ texts: [String], _ what: @autoclosure () -> String) -> [CompiledPrefix]? {
         var result: [CompiledPrefix] = []
+        result.reserveCapacity(texts.count)
         for t in texts {
             if let p = Self.prefix(t) {
                 if !result.contains(p) { result.append(p) }
@@ -197,6 +204,7 @@ private struct CompiledSessionBuilder {
 
     mutating func ports(_ ranges: [PortRange], _ what: @autoclosure () -> String) -> [CompiledPortRange]? {
         var result: [CompiledPortRange] = []
+        result.reserveCapacity(ranges.count)
         for r in ranges {
             if r.low <= r.high {
                 let c = CompiledPortRange(low: r.low, high: r.high)
@@ -228,24 +236,24 @@ private struct CompiledSessionBuilder {
         return CompiledPoolRange(start: start, count: UInt16(items.count))
     }
 
-    mutating func rule(_ r: Rule, at index: Int, actions: [UInt32: CompiledAction?], qosIndex: [UInt32: UInt16],
+    mutating func rule(_ r: UnsafePointer<Rule>, at index: Int, actions: [UInt32: CompiledAction?], qosIndex: [UInt32: UInt16],
                        counterIndex: [UInt32: UInt16], applications: [String: Application]) {
         // Only put together for a note: a session compiles cleanly when it validated. The
-        // helpers capture the id, not `r`: capturing the rule copied it (and retained all it
+        // helpers capture the id, not the rule: capturing a rule copied it (and retained all it
         // holds) into each helper's context.
-        let ruleID = r.id
+        let ruleID = r.pointee.id
         func what() -> String { "rules[\(index)] (id \(ruleID))" }
         func skip(_ why: String) -> Void { note("\(what()): \(why): rule left out (never matches)") }
         /// A valid rule that no packet can match (its filter and its application exclude each
         /// other): left out, listed in `neverMatching`, not a note.
         func dead() -> Void { out.neverMatching.append(ruleID) }
 
-        guard let resolved = actions[r.action] else { return skip("unknown action \(r.action)") }
-        guard let action = resolved else { return skip("action \(r.action) cannot be resolved") }
+        guard let resolved = actions[r.pointee.action] else { return skip("unknown action \(r.pointee.action)") }
+        guard let action = resolved else { return skip("action \(r.pointee.action) cannot be resolved") }
 
         var flags: UInt8 = 0
-        if r.qfi != nil { flags |= CompiledRule.Flags.hasQFI }
-        let f = r.match ?? SDFFilter()
+        if r.pointee.qfi != nil { flags |= CompiledRule.Flags.hasQFI }
+        let f = r.pointee.match ?? SDFFilter()
         guard var sourcePrefixes = prefixes(f.sourcePrefixes, "\(what()).match.source_prefixes"),
               var destinationPrefixes = prefixes(f.destinationPrefixes, "\(what()).match.destination_prefixes"),
               var sourcePorts = ports(f.sourcePorts, "\(what()).match.source_ports"),
@@ -256,7 +264,7 @@ private struct CompiledSessionBuilder {
         let tos = f.tos.map { ($0.value, $0.mask) } ?? (0, 0)
         if tos.0 & ~tos.1 != 0 { return skip("tos value \(tos.0) has bits outside mask \(tos.1)") }
 
-        if let name = r.application {
+        if let name = r.pointee.application {
             guard let app = applications[name] else { return skip("unknown application '\(name)'") }
             guard let appPrefixes = prefixes(app.destinationPrefixes, "application \(name).destination_prefixes"),
                   let appPorts = ports(app.destinationPorts, "application \(name).destination_ports") else {
@@ -266,7 +274,7 @@ private struct CompiledSessionBuilder {
                 if let q = proto, q != p { return dead() }
                 proto = p
             }
-            let remoteIsDestination = r.source == .access
+            let remoteIsDestination = r.pointee.source == .access
             let prefixMeet: (CompiledPrefix, CompiledPrefix) -> CompiledPrefix? = { $0.intersection($1) }
             let portMeet: (CompiledPortRange, CompiledPortRange) -> CompiledPortRange? = { $0.intersection($1) }
             if remoteIsDestination {
@@ -284,11 +292,11 @@ private struct CompiledSessionBuilder {
         if proto != nil { flags |= CompiledRule.Flags.hasProtocol }
 
         var qos = CompiledRule.noQoS
-        if let id = r.qos {
+        if let id = r.pointee.qos {
             if let i = qosIndex[id] { qos = i } else { note("\(what()): unknown qos \(id): none applied") }
         }
         var counters: [UInt16] = []
-        for id in r.counters {
+        for id in r.pointee.counters {
             if let i = counterIndex[id] {
                 if !counters.contains(i) { counters.append(i) }
             } else {
@@ -308,7 +316,8 @@ private struct CompiledSessionBuilder {
         let dq = Self.pool(destinationPorts, into: &out.ports)
         let cs = Self.pool(counters, into: &out.counters)
         out.rules.append(CompiledRule(
-            precedence: r.precedence, id: r.id, source: r.source.compiledCode, flags: flags, qfi: r.qfi ?? 0,
+            precedence: r.pointee.precedence, id: r.pointee.id, source: r.pointee.source.compiledCode, flags: flags,
+            qfi: r.pointee.qfi ?? 0,
             proto: proto ?? 0, tosValue: tos.0, tosMask: tos.1,
             sourcePrefixes: sp, destinationPrefixes: dp, sourcePorts: sq, destinationPorts: dq,
             counters: cs, qos: qos, action: action))

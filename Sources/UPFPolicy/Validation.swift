@@ -254,18 +254,20 @@ enum Check {
 
     /// Ids must be unique within their list. Lists of a session are short (a handful of rules):
     /// comparing with the ids before is cheaper than hashing, up to `linearUniqueLimit` entries.
-    static func unique<T, ID: Hashable & CustomStringConvertible>(_ list: [T], _ id: (T) -> ID, _ path: @autoclosure Path,
+    /// `id` reads the id through a pointer into the list: handed an element, even from the list's
+    /// buffer, the call copied it (a rule: a retain and a release of each of its lists and strings).
+    static func unique<T, ID: Hashable & CustomStringConvertible>(_ list: [T], _ id: (UnsafePointer<T>) -> ID,
+                                                                  _ path: @autoclosure Path,
                                                                   _ what: String) throws(PolicyError) {
         func duplicate(_ i: Int, _ earlier: Int) -> PolicyError {
             let path = path()
+            let duplicated = list.withUnsafeBufferPointer { id($0.baseAddress! + i) }
             return fail(Code.duplicateID, "\(path)[\(i)].id",
-                        "\(what) id \(id(list[i])) is used twice (\(path)[\(earlier)] and \(path)[\(i)])")
+                        "\(what) id \(duplicated) is used twice (\(path)[\(earlier)] and \(path)[\(i)])")
         }
         if list.count <= linearUniqueLimit {
             // The ids once: `id(list[j])` inside the inner loop copied an element per comparison.
-            // Through the buffer: `list.map` copied each element (a rule: a retain and a release
-            // of each of its lists and strings) to read its id.
-            let ids = list.withUnsafeBufferPointer { buffer in (0..<buffer.count).map { id(buffer[$0]) } }
+            let ids = list.withUnsafeBufferPointer { buffer in (0..<buffer.count).map { id(buffer.baseAddress! + $0) } }
             for i in ids.indices.dropFirst() {
                 if let earlier = ids[..<i].firstIndex(of: ids[i]) { throw duplicate(i, earlier) }
             }
@@ -273,8 +275,10 @@ enum Check {
         }
         var seen: [ID: Int] = [:]
         seen.reserveCapacity(list.count)
-        for (i, item) in list.enumerated() {
-            if let earlier = seen.updateValue(i, forKey: id(item)) { throw duplicate(i, earlier) }
+        for i in list.indices {
+            if let earlier = seen.updateValue(i, forKey: list.withUnsafeBufferPointer({ id($0.baseAddress! + i) })) {
+                throw duplicate(i, earlier)
+            }
         }
     }
 
@@ -315,10 +319,10 @@ enum Check {
             throw fail(Code.tableFull, join(path(), list),
                        "\(list) table of session \(s.seid) full: \(count) given, the limit is \(limits.maxRulesPerSession)")
         }
-        try unique(s.rules, \.id, join(path(), "rules"), "rule")
-        try unique(s.actions, \.id, join(path(), "actions"), "action")
-        try unique(s.qos, \.id, join(path(), "qos"), "qos")
-        try unique(s.counters, \.id, join(path(), "counters"), "counter")
+        try unique(s.rules, { $0.pointee.id }, join(path(), "rules"), "rule")
+        try unique(s.actions, { $0.pointee.id }, join(path(), "actions"), "action")
+        try unique(s.qos, { $0.pointee.id }, join(path(), "qos"), "qos")
+        try unique(s.counters, { $0.pointee.id }, join(path(), "counters"), "counter")
 
         var engines: [(id: String, action: Int)] = []
         for (i, action) in s.actions.enumerated() {

@@ -97,6 +97,10 @@ public struct PacketProcessor: @unchecked Sendable {
     public var ticks: UInt64 = 0
     /// Set with every `buffered` verdict (read it before the next packet).
     public var bufferRequest = BufferRequest()
+    /// The slot of the session the last classified packet belonged to (not reset for packets
+    /// that reach no session). The worker reads it after a packet that leaves while it holds
+    /// packets for some session: see `DatapathWorker.run`.
+    public var classifiedSlot: UInt32 = .max
     /// True while the worker hands buffered packets back (`release`): they were counted by
     /// the rule that buffered them and are not counted by a rule again.
     public var releasing = false
@@ -243,6 +247,7 @@ public struct PacketProcessor: @unchecked Sendable {
     @inlinable
     mutating func classifyAndAct(_ session: SessionHandle, qfi: UInt8, source: SourceInterface,
                                  frame: UnsafeMutableRawPointer, headroom: Int) -> PacketVerdict {
+        classifiedSlot = UInt32(truncatingIfNeeded: session.slot)
         guard let match = session.classify(flow: parsed.inner, qfi: qfi, source: source) else {
             return drop(.noMatchingRule)
         }
