@@ -1,3 +1,5 @@
+import UPFPackets
+
 /// A persistent hash map (a hash array mapped trie): updating one key copies only the nodes on its
 /// path (at most 13, about log32(n)) and shares every other node with the previous version, so a
 /// `PolicyState` can be updated in O(1) while the version before it stays valid and unchanged
@@ -34,7 +36,29 @@ struct PersistentMap<Key: Hashable, Value>: Sequence {
         case collision(hash: UInt64, entries: [(key: Key, value: Value)])
     }
 
-    private static func hash(_ key: Key) -> UInt64 { UInt64(bitPattern: Int64(key.hashValue)) }
+    /// Integer and address keys (SEIDs, TEIDs, UE addresses: every session update hashes several)
+    /// by a fixed 64-bit mixer (murmur3's finaliser, a bijection: two integer keys never share a
+    /// hash, so they never meet in a collision node, and a path is at most 13 levels deep
+    /// whatever the keys); other keys by `hashValue` (seeded SipHash, ~100 instructions a key).
+    /// After specialisation the casts fold away.
+    @inline(__always)
+    private static func hash(_ key: Key) -> UInt64 {
+        if let k = key as? UInt64 { return mix(k) }
+        if let k = key as? UInt32 { return mix(UInt64(k)) }
+        if let k = key as? IPAddress { return mix(k.low ^ mix(k.high)) }
+        return UInt64(bitPattern: Int64(key.hashValue))
+    }
+
+    @inline(__always)
+    private static func mix(_ value: UInt64) -> UInt64 {
+        var x = value
+        x ^= x >> 33
+        x &*= 0xFF51_AFD7_ED55_8CCD
+        x ^= x >> 33
+        x &*= 0xC4CE_B9FE_1A85_EC53
+        x ^= x >> 33
+        return x
+    }
     private static func bit(_ hash: UInt64, _ shift: UInt64) -> UInt32 { 1 << UInt32((hash >> shift) & 31) }
     private static func index(_ bitmap: UInt32, _ bit: UInt32) -> Int { (bitmap & (bit &- 1)).nonzeroBitCount }
 
