@@ -48,13 +48,7 @@ public struct IPAddress: Hashable, Sendable, Comparable, CustomStringConvertible
 
     /// As `init?(_: String)`, for any text (a `Substring` of a longer one, say).
     public init?(_ text: some StringProtocol) {
-        if let v4 = IPAddress.parseIPv4(Substring(text)) {
-            self.init(ipv4: v4)
-        } else if let v6 = IPAddress.parseIPv6(Substring(text)) {
-            self = v6
-        } else {
-            return nil
-        }
+        self.init(String(text))
     }
 
     public static func < (lhs: IPAddress, rhs: IPAddress) -> Bool {

@@ -259,26 +259,23 @@ enum Check {
     static func unique<T, ID: Hashable & CustomStringConvertible>(_ list: [T], _ id: (UnsafePointer<T>) -> ID,
                                                                   _ path: @autoclosure Path,
                                                                   _ what: String) throws(PolicyError) {
+        // The ids once, read in place: `id(list[j])` copied an element per call.
+        let ids = list.withUnsafeBufferPointer { buffer in (0..<buffer.count).map { id(buffer.baseAddress! + $0) } }
         func duplicate(_ i: Int, _ earlier: Int) -> PolicyError {
             let path = path()
-            let duplicated = list.withUnsafeBufferPointer { id($0.baseAddress! + i) }
             return fail(Code.duplicateID, "\(path)[\(i)].id",
-                        "\(what) id \(duplicated) is used twice (\(path)[\(earlier)] and \(path)[\(i)])")
+                        "\(what) id \(ids[i]) is used twice (\(path)[\(earlier)] and \(path)[\(i)])")
         }
-        if list.count <= linearUniqueLimit {
-            // The ids once: `id(list[j])` inside the inner loop copied an element per comparison.
-            let ids = list.withUnsafeBufferPointer { buffer in (0..<buffer.count).map { id(buffer.baseAddress! + $0) } }
+        if ids.count <= linearUniqueLimit {
             for i in ids.indices.dropFirst() {
                 if let earlier = ids[..<i].firstIndex(of: ids[i]) { throw duplicate(i, earlier) }
             }
             return
         }
         var seen: [ID: Int] = [:]
-        seen.reserveCapacity(list.count)
-        for i in list.indices {
-            if let earlier = seen.updateValue(i, forKey: list.withUnsafeBufferPointer({ id($0.baseAddress! + i) })) {
-                throw duplicate(i, earlier)
-            }
+        seen.reserveCapacity(ids.count)
+        for (i, value) in ids.enumerated() {
+            if let earlier = seen.updateValue(i, forKey: value) { throw duplicate(i, earlier) }
         }
     }
 
