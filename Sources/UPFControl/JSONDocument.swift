@@ -44,13 +44,19 @@ struct JSONDocument: Sendable {
     /// Checks and indexes exactly one JSON value (surrounding whitespace allowed).
     init(_ bytes: [UInt8], maxDepth: Int = JSONValue.defaultMaxDepth) throws(JSONSyntaxError) {
         self.bytes = bytes
+        // Offsets are stored as Int32 (nodes of 16 bytes); lines are bounded far below this.
+        guard bytes.count <= Int(Int32.max) else {
+            throw JSONSyntaxError(kind: .syntax("a JSON text of 2 GiB or more"), offset: 0)
+        }
         nodes = try bytes.withUnsafeBufferPointer { (buffer) throws(JSONSyntaxError) -> [Node] in
             if let bad = Self.firstInvalidUTF8(buffer) {
                 throw JSONSyntaxError(kind: .invalidUTF8, offset: bad)
             }
-            var parser = Parser(bytes: buffer, maxDepth: maxDepth)
+            // About one value per 6 bytes of a policy document.
+            var parser = Parser(bytes: buffer, maxDepth: maxDepth, nodes: NodeBuffer(capacity: buffer.count / 6 + 4))
+            defer { parser.nodes.deallocate() }
             try parser.parseDocument()
-            return parser.nodes
+            return parser.nodes.array()
         }
     }
 
@@ -128,11 +134,11 @@ struct JSONDocument: Sendable {
     }
 
     /// Whether the string at `node` is one of `names`.
-    func string(_ node: Int, isOneOf names: [StaticString]) -> Bool { string(node, indexIn: names) != nil }
+    func string(_ node: Int, isOneOf names: UnsafeBufferPointer<StaticString>) -> Bool { string(node, indexIn: names) != nil }
 
     /// The index in `names` of the string at `node`, or nil: one read of the node and the bytes
     /// for all of them (the way an object's keys are matched against the ones a reader knows).
-    func string(_ node: Int, indexIn names: [StaticString]) -> Int? {
+    func string(_ node: Int, indexIn names: UnsafeBufferPointer<StaticString>) -> Int? {
         let n = nodes[node]
         guard !n.escaped else {
             let text = string(node)
@@ -298,6 +304,55 @@ extension JSONDocument {
     }
 }
 
+/// The parser's nodes while it runs, in a growable buffer of its own: `Array.append` (a call to
+/// check uniqueness, a capacity check, checked conversions) was ~55 instructions a node, a
+/// third of the tokenizer. Offsets fit in Int32 (checked by `JSONDocument.init`) and there are
+/// at most as many nodes as bytes (each starts at a byte of its own).
+private struct NodeBuffer {
+    typealias Node = JSONDocument.Node
+
+    private var base: UnsafeMutablePointer<Node>
+    private(set) var count = 0
+    private var capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = Swift.max(16, capacity)
+        base = .allocate(capacity: self.capacity)
+    }
+
+    @inline(__always)
+    mutating func append(_ node: Node) {
+        if count == capacity { grow() }
+        (base + count).initialize(to: node)
+        count &+= 1
+    }
+
+    @inline(never)
+    private mutating func grow() {
+        let larger = UnsafeMutablePointer<Node>.allocate(capacity: capacity &* 2)
+        larger.moveInitialize(from: base, count: count)
+        base.deallocate()
+        base = larger
+        capacity &*= 2
+    }
+
+    subscript(i: Int) -> Node {
+        @inline(__always) get {
+            precondition(i >= 0 && i < count, "JSON node index out of range")
+            return base[i]
+        }
+        @inline(__always) nonmutating set {
+            precondition(i >= 0 && i < count, "JSON node index out of range")
+            base[i] = newValue
+        }
+    }
+
+    func array() -> [Node] { Array(UnsafeBufferPointer(start: base, count: count)) }
+
+    /// Once, when the parser is done (`Node` is a trivial type: nothing to deinitialise).
+    func deallocate() { base.deallocate() }
+}
+
 /// A recursive-descent parser over validated UTF-8 that appends nodes in document order; depth is
 /// bounded, so recursion is too.
 private struct Parser {
@@ -307,17 +362,16 @@ private struct Parser {
     let maxDepth: Int
     var index = 0
     var depth = 0
-    var nodes: [Node] = []
+    var nodes: NodeBuffer
 
     /// Objects with more members than this check duplicate keys with a set; smaller ones (every
     /// object of the policy model) by comparing with the keys before, which is cheaper.
     static let linearDuplicateCheckLimit = 16
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int) {
+    init(bytes: UnsafeBufferPointer<UInt8>, maxDepth: Int, nodes: NodeBuffer) {
         self.bytes = bytes
         self.maxDepth = maxDepth
-        // About one value per 6 bytes of a policy document.
-        nodes.reserveCapacity(bytes.count / 6 + 4)
+        self.nodes = nodes
     }
 
     mutating func parseDocument() throws(JSONSyntaxError) {
@@ -343,7 +397,8 @@ private struct Parser {
 
     /// Appends a node for a value that contains no other (its `next` is the node after it).
     mutating func leaf(_ kind: JSONDocument.Kind, from start: Int, escaped: Bool = false) {
-        nodes.append(Node(kind: kind, escaped: escaped, start: Int32(start), end: Int32(index), next: Int32(nodes.count + 1)))
+        nodes.append(Node(kind: kind, escaped: escaped, start: Int32(truncatingIfNeeded: start), end: Int32(truncatingIfNeeded: index),
+                          next: Int32(truncatingIfNeeded: nodes.count &+ 1)))
     }
 
     mutating func parseValue() throws(JSONSyntaxError) {
@@ -377,13 +432,13 @@ private struct Parser {
 
     /// Appends a container's node; `close` sets its end and `next` once its contents are in.
     mutating func open(_ kind: JSONDocument.Kind) -> Int {
-        nodes.append(Node(kind: kind, escaped: false, start: Int32(index), end: 0, next: 0))
-        return nodes.count - 1
+        nodes.append(Node(kind: kind, escaped: false, start: Int32(truncatingIfNeeded: index), end: 0, next: 0))
+        return nodes.count &- 1
     }
 
     mutating func close(_ node: Int) {
-        nodes[node].end = Int32(index)
-        nodes[node].next = Int32(nodes.count)
+        nodes[node].end = Int32(truncatingIfNeeded: index)
+        nodes[node].next = Int32(truncatingIfNeeded: nodes.count)
     }
 
     mutating func parseObject() throws(JSONSyntaxError) {

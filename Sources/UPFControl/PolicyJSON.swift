@@ -107,6 +107,7 @@ final class PolicyJSONReader {
         Failure(code: code, message: message, steps: step.map { [$0] } ?? [])
     }
 
+    @inline(__always)
     private func at<T>(_ step: Failure.Step, _ body: () throws(Failure) -> T) throws(Failure) -> T {
         do {
             return try body()
@@ -120,10 +121,28 @@ final class PolicyJSONReader {
     /// An object node. Read with the keys its reader knows, its members are matched against them
     /// once, so a field costs a scan of that short list of literals, not of the members: scanning
     /// the members for each field and again for unknown keys was a fifth of reading a session.
+    /// The keys a reader knows, in memory that is never freed (every list is a `static let`),
+    /// so that an `Object` refers to them by a plain pointer: an `Object` holding the array
+    /// retained and released it around every field lookup (~10 % of reading a session).
+    struct KeyList: ExpressibleByArrayLiteral, @unchecked Sendable {
+        let keys: UnsafeBufferPointer<StaticString>
+
+        init(_ keys: [StaticString]) {
+            let storage = UnsafeMutableBufferPointer<StaticString>.allocate(capacity: keys.count)
+            _ = storage.initialize(from: keys)
+            self.keys = UnsafeBufferPointer(storage)
+        }
+
+        init(arrayLiteral keys: StaticString...) { self.init(keys) }
+
+        /// This list and `more` after it.
+        func adding(_ more: StaticString...) -> KeyList { KeyList(Array(keys) + more) }
+    }
+
     struct Object {
         let node: Int
         /// The known keys, when the members were matched (at most `matchedCapacity` of them).
-        let known: [StaticString]?
+        let known: UnsafeBufferPointer<StaticString>?
         /// The value node of `known[i]`, or -1 when the object has no such member.
         var values = InlineArray<16, Int32>(repeating: -1)
         /// Where `find` starts comparing keys: after the last one found.
@@ -168,8 +187,9 @@ final class PolicyJSONReader {
 
     /// An object whose keys must all be in `known` (`rejectUnknownKeys`: the first unknown key
     /// in sorted order is reported).
-    func object(_ node: Int, known: [StaticString]) throws(Failure) -> Object {
+    func object(_ node: Int, known list: KeyList) throws(Failure) -> Object {
         _ = try object(node)
+        let known = list.keys
         guard known.count <= Object.matchedCapacity else {
             let object = Object(node: node, known: nil)
             try rejectUnknown(object, known: known)
@@ -188,7 +208,7 @@ final class PolicyJSONReader {
         return object
     }
 
-    func rejectUnknown(_ object: Object, known: [StaticString]) throws(Failure) {
+    func rejectUnknown(_ object: Object, known: UnsafeBufferPointer<StaticString>) throws(Failure) {
         var first: String?
         for member in document.members(object.node) where !document.string(member.key, isOneOf: known) {
             let key = document.string(member.key)
@@ -201,6 +221,7 @@ final class PolicyJSONReader {
     }
 
     /// A required field (`decode(_:forKey:)`): missing is `missing_field`.
+    @inline(__always)
     func field<T>(_ object: inout Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T {
         try at(.field(key)) { () throws(Failure) -> T in
             guard let value = find(&object, key) else {
@@ -211,12 +232,56 @@ final class PolicyJSONReader {
     }
 
     /// An optional field (`decodeIfPresent`): missing or null is nil.
+    @inline(__always)
     func optionalField<T>(_ object: inout Object, _ key: StaticString, _ read: (Int) throws(Failure) -> T) throws(Failure) -> T? {
         guard let value = find(&object, key), document.kind(value) != .null else { return nil }
         return try at(.field(key)) { () throws(Failure) -> T in try read(value) }
     }
 
+    // Fields of the plain types, without a reader argument: a method passed as one
+    // (`field(&o, "id")`) is a closure holding the reader, retained and released around
+    // every field (~8 % of reading a session). A closure literal holds nothing.
+
+    /// A required integer field.
+    @inline(__always)
+    func field<T: FixedWidthInteger>(_ object: inout Object, _ key: StaticString) throws(Failure) -> T {
+        try field(&object, key) { (value) throws(Failure) in try integer(value) }
+    }
+
+    /// A required string field.
+    @inline(__always)
+    func field(_ object: inout Object, _ key: StaticString) throws(Failure) -> String {
+        try field(&object, key) { (value) throws(Failure) in try string(value) }
+    }
+
+    /// A required string-enumeration field.
+    @inline(__always)
+    func field<E: RawRepresentable & CaseIterable>(_ object: inout Object, _ key: StaticString) throws(Failure) -> E
+    where E.RawValue == String {
+        try field(&object, key) { (value) throws(Failure) in try enumeration(value) }
+    }
+
+    /// An optional integer field.
+    @inline(__always)
+    func optionalField<T: FixedWidthInteger>(_ object: inout Object, _ key: StaticString) throws(Failure) -> T? {
+        try optionalField(&object, key) { (value) throws(Failure) in try integer(value) }
+    }
+
+    /// An optional string field.
+    @inline(__always)
+    func optionalField(_ object: inout Object, _ key: StaticString) throws(Failure) -> String? {
+        try optionalField(&object, key) { (value) throws(Failure) in try string(value) }
+    }
+
+    /// An optional string-enumeration field.
+    @inline(__always)
+    func optionalField<E: RawRepresentable & CaseIterable>(_ object: inout Object, _ key: StaticString) throws(Failure) -> E?
+    where E.RawValue == String {
+        try optionalField(&object, key) { (value) throws(Failure) in try enumeration(value) }
+    }
+
     /// A list that defaults to empty when missing or null (`list(_:_:)` of Coding.swift).
+    @inline(__always)
     func listField<T>(_ object: inout Object, _ key: StaticString, _ element: (Int) throws(Failure) -> T) throws(Failure) -> [T] {
         try optionalField(&object, key) { (value) throws(Failure) in try list(value, element) } ?? []
     }
@@ -306,7 +371,7 @@ final class PolicyJSONReader {
 
     // MARK: the model (in the order of the fields' checks in Model.swift)
 
-    static let policyKeys: [StaticString] = ["engines", "applications", "sessions"]
+    static let policyKeys: KeyList = ["engines", "applications", "sessions"]
 
     func policy(_ node: Int) throws(Failure) -> Policy {
         var o = try object(node, known: Self.policyKeys)
@@ -315,17 +380,17 @@ final class PolicyJSONReader {
                       sessions: try listField(&o, "sessions", session))
     }
 
-    static let engineKeys: [StaticString] = ["id", "instances", "fallback", "probe"]
+    static let engineKeys: KeyList = ["id", "instances", "fallback", "probe"]
 
     func engine(_ node: Int) throws(Failure) -> Engine {
         var o = try object(node, known: Self.engineKeys)
-        let id = try field(&o, "id", string)
+        let id = try field(&o, "id")
         let instances = try field(&o, "instances") { (value) throws(Failure) in try list(value, engineInstance) }
-        let fallback: EngineFallback = try optionalField(&o, "fallback", enumeration) ?? .core
+        let fallback: EngineFallback = try optionalField(&o, "fallback") ?? .core
         return Engine(id: id, instances: instances, fallback: fallback, probe: try optionalField(&o, "probe", engineProbe))
     }
 
-    static let engineInstanceKeys: [StaticString] = ["port", "address", "mac"]
+    static let engineInstanceKeys: KeyList = ["port", "address", "mac"]
 
     func engineInstance(_ node: Int) throws(Failure) -> EngineInstance {
         var o = try object(node, known: Self.engineInstanceKeys)
@@ -334,91 +399,91 @@ final class PolicyJSONReader {
         if let value = find(&o, "port"), let index: UInt16 = wholeNumber(value) {
             port = String(index)
         } else {
-            port = try field(&o, "port", string)
+            port = try field(&o, "port")
         }
-        return EngineInstance(port: port, address: try field(&o, "address", string), mac: try optionalField(&o, "mac", string))
+        return EngineInstance(port: port, address: try field(&o, "address"), mac: try optionalField(&o, "mac"))
     }
 
-    static let engineProbeKeys: [StaticString] = ["kind", "port", "path", "interval_ms", "timeout_ms", "failures_before_down"]
+    static let engineProbeKeys: KeyList = ["kind", "port", "path", "interval_ms", "timeout_ms", "failures_before_down"]
 
     func engineProbe(_ node: Int) throws(Failure) -> EngineProbe {
         var o = try object(node, known: Self.engineProbeKeys)
-        let kind: EngineProbe.Kind = try field(&o, "kind", enumeration)
-        let port: UInt16 = try field(&o, "port", integer)
-        let path = try optionalField(&o, "path", string)
-        return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(&o, "interval_ms", integer),
-                           timeoutMs: try optionalField(&o, "timeout_ms", integer),
-                           failuresBeforeDown: try optionalField(&o, "failures_before_down", integer))
+        let kind: EngineProbe.Kind = try field(&o, "kind")
+        let port: UInt16 = try field(&o, "port")
+        let path = try optionalField(&o, "path")
+        return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(&o, "interval_ms"),
+                           timeoutMs: try optionalField(&o, "timeout_ms"),
+                           failuresBeforeDown: try optionalField(&o, "failures_before_down"))
     }
 
-    static let applicationKeys: [StaticString] = ["id", "destination_prefixes", "destination_ports", "protocol"]
+    static let applicationKeys: KeyList = ["id", "destination_prefixes", "destination_ports", "protocol"]
 
     func application(_ node: Int) throws(Failure) -> Application {
         var o = try object(node, known: Self.applicationKeys)
-        return Application(id: try field(&o, "id", string),
+        return Application(id: try field(&o, "id"),
                            destinationPrefixes: try listField(&o, "destination_prefixes", string),
                            destinationPorts: try listField(&o, "destination_ports", portRange),
-                           protocol: try optionalField(&o, "protocol", integer))
+                           protocol: try optionalField(&o, "protocol"))
     }
 
-    static let sessionKeys: [StaticString] = ["seid", "ue_ipv4", "ue_ipv6", "n3", "gnb", "default_qfi", "rules", "actions", "qos",
+    static let sessionKeys: KeyList = ["seid", "ue_ipv4", "ue_ipv6", "n3", "gnb", "default_qfi", "rules", "actions", "qos",
                                               "counters"]
 
     func session(_ node: Int) throws(Failure) -> Session {
         var o = try object(node, known: Self.sessionKeys)
-        let seid: UInt64 = try field(&o, "seid", integer)
-        let ueIPv4 = try optionalField(&o, "ue_ipv4", string)
-        let ueIPv6 = try optionalField(&o, "ue_ipv6", string)
+        let seid: UInt64 = try field(&o, "seid")
+        let ueIPv4 = try optionalField(&o, "ue_ipv4")
+        let ueIPv6 = try optionalField(&o, "ue_ipv6")
         let n3 = try field(&o, "n3", fteid)
         let gnb = try optionalField(&o, "gnb", fteid)
-        let defaultQFI: UInt8 = try optionalField(&o, "default_qfi", integer) ?? 9
+        let defaultQFI: UInt8 = try optionalField(&o, "default_qfi") ?? 9
         let rules = try field(&o, "rules") { (value) throws(Failure) in try list(value, rule) }
         return Session(seid: seid, ueIPv4: ueIPv4, ueIPv6: ueIPv6, n3: n3, gnb: gnb, defaultQFI: defaultQFI, rules: rules,
                        actions: try listField(&o, "actions", action), qos: try listField(&o, "qos", qos),
                        counters: try listField(&o, "counters", usageRule))
     }
 
-    static let fteidKeys: [StaticString] = ["teid", "address"]
+    static let fteidKeys: KeyList = ["teid", "address"]
 
     func fteid(_ node: Int) throws(Failure) -> FTEID {
         var o = try object(node, known: Self.fteidKeys)
-        return FTEID(teid: try field(&o, "teid", integer), address: try field(&o, "address", string))
+        return FTEID(teid: try field(&o, "teid"), address: try field(&o, "address"))
     }
 
-    static let ruleKeys: [StaticString] = ["id", "precedence", "source", "match", "qfi", "application", "action", "qos", "counters"]
+    static let ruleKeys: KeyList = ["id", "precedence", "source", "match", "qfi", "application", "action", "qos", "counters"]
 
     func rule(_ node: Int) throws(Failure) -> Rule {
         var o = try object(node, known: Self.ruleKeys)
-        let id: UInt16 = try field(&o, "id", integer)
-        let precedence: UInt32 = try field(&o, "precedence", integer)
-        let source: SourceInterface = try field(&o, "source", enumeration)
+        let id: UInt16 = try field(&o, "id")
+        let precedence: UInt32 = try field(&o, "precedence")
+        let source: SourceInterface = try field(&o, "source")
         let match = try optionalField(&o, "match", filter)
-        let qfi: UInt8? = try optionalField(&o, "qfi", integer)
-        let application = try optionalField(&o, "application", string)
-        let action: UInt32 = try field(&o, "action", integer)
-        let qos: UInt32? = try optionalField(&o, "qos", integer)
+        let qfi: UInt8? = try optionalField(&o, "qfi")
+        let application = try optionalField(&o, "application")
+        let action: UInt32 = try field(&o, "action")
+        let qos: UInt32? = try optionalField(&o, "qos")
         return Rule(id: id, precedence: precedence, source: source, match: match, qfi: qfi, application: application,
                     action: action, qos: qos, counters: try listField(&o, "counters", integer))
     }
 
-    static let filterKeys: [StaticString] = ["source_prefixes", "destination_prefixes", "protocol", "source_ports",
+    static let filterKeys: KeyList = ["source_prefixes", "destination_prefixes", "protocol", "source_ports",
                                              "destination_ports", "tos"]
 
     func filter(_ node: Int) throws(Failure) -> SDFFilter {
         var o = try object(node, known: Self.filterKeys)
         return SDFFilter(sourcePrefixes: try listField(&o, "source_prefixes", string),
                          destinationPrefixes: try listField(&o, "destination_prefixes", string),
-                         protocol: try optionalField(&o, "protocol", integer),
+                         protocol: try optionalField(&o, "protocol"),
                          sourcePorts: try listField(&o, "source_ports", portRange),
                          destinationPorts: try listField(&o, "destination_ports", portRange),
                          tos: try optionalField(&o, "tos", tosMatch))
     }
 
-    static let tosKeys: [StaticString] = ["value", "mask"]
+    static let tosKeys: KeyList = ["value", "mask"]
 
     func tosMatch(_ node: Int) throws(Failure) -> TOSMatch {
         var o = try object(node, known: Self.tosKeys)
-        return TOSMatch(value: try field(&o, "value", integer), mask: try optionalField(&o, "mask", integer) ?? 0xFF)
+        return TOSMatch(value: try field(&o, "value"), mask: try optionalField(&o, "mask") ?? 0xFF)
     }
 
     /// A number (`80`) or the text form (`"8000-8080"`).
@@ -434,7 +499,7 @@ final class PolicyJSONReader {
         return PortRange(try integer(node) as UInt16)
     }
 
-    static let actionKeys: [StaticString] = ["id", "type"]
+    static let actionKeys: KeyList = ["id", "type"]
 
     func action(_ node: Int) throws(Failure) -> Action {
         // The type by its bytes, and the keys each type allows made once: comparing `String`s
@@ -449,15 +514,15 @@ final class PolicyJSONReader {
             return type
         }
         var o = try object(node, known: type.keys)
-        let id: UInt32 = try field(&o, "id", integer)
+        let id: UInt32 = try field(&o, "id")
         let kind: ActionKind
         switch type {
-        case .steer: kind = .steer(engine: try field(&o, "engine", string))
-        case .n9: kind = .forwardN9(peer: try field(&o, "peer", string), teid: try field(&o, "teid", integer))
+        case .steer: kind = .steer(engine: try field(&o, "engine"))
+        case .n9: kind = .forwardN9(peer: try field(&o, "peer"), teid: try field(&o, "teid"))
         case .n3: kind = .forwardN3
         case .n6: kind = .forwardN6
         case .drop: kind = .drop
-        case .buffer: kind = .buffer(limit: try field(&o, "limit", integer))
+        case .buffer: kind = .buffer(limit: try field(&o, "limit"))
         }
         return Action(id: id, kind: kind)
     }
@@ -476,7 +541,7 @@ final class PolicyJSONReader {
             }
         }
 
-        var keys: [StaticString] {
+        var keys: KeyList {
             switch self {
             case .steer: PolicyJSONReader.steerKeys
             case .n9: PolicyJSONReader.n9Keys
@@ -486,34 +551,34 @@ final class PolicyJSONReader {
         }
     }
 
-    static let steerKeys: [StaticString] = actionKeys + ["engine"]
-    static let n9Keys: [StaticString] = actionKeys + ["peer", "teid"]
-    static let bufferKeys: [StaticString] = actionKeys + ["limit"]
+    static let steerKeys = actionKeys.adding("engine")
+    static let n9Keys = actionKeys.adding("peer", "teid")
+    static let bufferKeys = actionKeys.adding("limit")
 
-    static let qosKeys: [StaticString] = ["id", "gate_uplink", "gate_downlink", "mbr_uplink_kbps", "mbr_downlink_kbps", "qfi"]
+    static let qosKeys: KeyList = ["id", "gate_uplink", "gate_downlink", "mbr_uplink_kbps", "mbr_downlink_kbps", "qfi"]
 
     func qos(_ node: Int) throws(Failure) -> QoS {
         var o = try object(node, known: Self.qosKeys)
-        let id: UInt32 = try field(&o, "id", integer)
-        let gateUplink: Gate = try optionalField(&o, "gate_uplink", enumeration) ?? .open
-        let gateDownlink: Gate = try optionalField(&o, "gate_downlink", enumeration) ?? .open
-        let mbrUplink: UInt64? = try optionalField(&o, "mbr_uplink_kbps", integer)
-        let mbrDownlink: UInt64? = try optionalField(&o, "mbr_downlink_kbps", integer)
+        let id: UInt32 = try field(&o, "id")
+        let gateUplink: Gate = try optionalField(&o, "gate_uplink") ?? .open
+        let gateDownlink: Gate = try optionalField(&o, "gate_downlink") ?? .open
+        let mbrUplink: UInt64? = try optionalField(&o, "mbr_uplink_kbps")
+        let mbrDownlink: UInt64? = try optionalField(&o, "mbr_downlink_kbps")
         return QoS(id: id, gateUplink: gateUplink, gateDownlink: gateDownlink, mbrUplinkKbps: mbrUplink,
-                   mbrDownlinkKbps: mbrDownlink, qfi: try optionalField(&o, "qfi", integer))
+                   mbrDownlinkKbps: mbrDownlink, qfi: try optionalField(&o, "qfi"))
     }
 
-    static let usageRuleKeys: [StaticString] = ["id", "volume_threshold_bytes"]
+    static let usageRuleKeys: KeyList = ["id", "volume_threshold_bytes"]
 
     func usageRule(_ node: Int) throws(Failure) -> UsageRule {
         var o = try object(node, known: Self.usageRuleKeys)
-        return UsageRule(id: try field(&o, "id", integer),
-                         volumeThresholdBytes: try optionalField(&o, "volume_threshold_bytes", integer))
+        return UsageRule(id: try field(&o, "id"),
+                         volumeThresholdBytes: try optionalField(&o, "volume_threshold_bytes"))
     }
 
     func change(_ node: Int) throws(Failure) -> PolicyChange {
         var o = try object(node)
-        let op = try field(&o, "op", string)
+        let op = try field(&o, "op")
         let argument: StaticString
         switch op {
         case "put_session": argument = "session"
@@ -525,14 +590,15 @@ final class PolicyJSONReader {
             throw fail(PolicyError.Code.unknownOperation,
                        "unknown op '\(op)' (expected one of: \(PolicyChange.operations.joined(separator: ", ")))", at: .field("op"))
         }
-        try rejectUnknown(o, known: ["op", argument])
+        let known: [StaticString] = ["op", argument]
+        try known.withUnsafeBufferPointer { (known) throws(Failure) in try rejectUnknown(o, known: known) }
         switch op {
         case "put_session": return .putSession(try field(&o, "session", session))
-        case "delete_session": return .deleteSession(seid: try field(&o, "seid", integer))
+        case "delete_session": return .deleteSession(seid: try field(&o, "seid"))
         case "put_engine": return .putEngine(try field(&o, "engine", engine))
-        case "delete_engine": return .deleteEngine(id: try field(&o, "id", string))
+        case "delete_engine": return .deleteEngine(id: try field(&o, "id"))
         case "put_application": return .putApplication(try field(&o, "application", application))
-        default: return .deleteApplication(id: try field(&o, "id", string))
+        default: return .deleteApplication(id: try field(&o, "id"))
         }
     }
 }

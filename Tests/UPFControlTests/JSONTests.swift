@@ -51,6 +51,25 @@ import Testing
         }
     }
 
+    /// Denser documents than the node buffer's first guess (a value per 6 bytes) make it grow
+    /// while nodes of open containers are still to be closed: `[0,0,…]` is a value per 2 bytes,
+    /// `[[[…]]]` one per byte, and objects of one-letter keys one per 3 bytes.
+    @Test func indexesDocumentsDenserThanTheFirstGuess() throws {
+        let count = 5000
+        let zeros = try JSONValue.parse("[" + Array(repeating: "0", count: count).joined(separator: ",") + "]")
+        #expect(zeros == .array(Array(repeating: .number("0"), count: count)))
+        let nested = try JSONValue.parse(String(repeating: "[", count: 60) + "[]" + String(repeating: "]", count: 60))
+        var depth = 0
+        var value = nested
+        while case .array(let items) = value, let first = items.first { depth += 1; value = first }
+        #expect(depth == 60 && value == .array([]))
+        let keys = (0..<count).map { #"{"a":\#($0 % 10),"b":[]}"# }.joined(separator: ",")
+        let objects = try JSONValue.parse("[" + keys + "]")
+        guard case .array(let items) = objects else { Issue.record("not an array"); return }
+        #expect(items.count == count)
+        #expect(items.last == .object([("a", .number("9")), ("b", .array([]))]))
+    }
+
     @Test func decodesSurrogatePairs() throws {
         #expect(try JSONValue.parse(#""\ud83d\ude00""#) == .string("😀"))
     }
