@@ -194,20 +194,25 @@ public final class StateStore {
     /// changes are encoded.
     public func append(version: UInt64, changes: [PolicyChange], text: ChangesJSON? = nil) throws(StateFileError) {
         guard journalFD >= 0 else { throw StateFileError(path: journalPath, problem: "journal is not open") }
-        var line = Array(#"{"version":"#.utf8)
-        line += String(version).utf8
-        line += #","changes":"#.utf8
-        if let text, !text.bytes.withUnsafeBufferPointer({ $0.count > 0 && memchr($0.baseAddress!, 0x0A, $0.count) != nil }) {
-            line += text.bytes
+        // The line in three writes, the client's bytes written from where they are: joining them
+        // into one array copied ~650 KB per batch of 1000 sessions into freshly mapped pages
+        // (the kernel zeroing them was ~4 % of the policy thread). A crash between the writes
+        // leaves a torn last line, which `load` drops as it drops any torn write.
+        let head = Array(#"{"version":\#(version),"changes":"#.utf8)
+        let body: ArraySlice<UInt8>
+        if let text, !text.text.withUnsafeBufferPointer({ $0.count > 0 && memchr($0.baseAddress!, 0x0A, $0.count) != nil }) {
+            body = text.text
         } else {
             var writer = PolicyJSONWriter()
             writer.changes(changes)
-            line += writer.bytes
+            body = writer.bytes[...]
         }
-        line += "}\n".utf8
+        let tail: [UInt8] = [UInt8(ascii: "}"), 0x0A]
         let before = journalBytes
         do throws(StateFileError) {
-            try writeAll(journalFD, line, path: journalPath)
+            try writeAll(journalFD, head, path: journalPath)
+            try writeAll(journalFD, body, path: journalPath)
+            try writeAll(journalFD, tail, path: journalPath)
             guard fdatasync(journalFD) == 0 else {
                 throw StateFileError(path: journalPath, problem: "fdatasync: \(errnoText())")
             }
@@ -216,7 +221,7 @@ public final class StateStore {
             _ = lseek(journalFD, off_t(before), SEEK_SET)
             throw error
         }
-        journalBytes = before + line.count
+        journalBytes = before + head.count + body.count + tail.count
     }
 
     /// True when the journal is worth folding into a new snapshot.

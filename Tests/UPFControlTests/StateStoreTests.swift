@@ -58,7 +58,12 @@ import Glibc
         do {
             let store = StateStore(path: path)
             _ = try Self.load(store)
-            try store.append(version: 1, changes: changes, text: ChangesJSON(Array(sent.utf8)))
+            // As the server hands it over: a slice of the request line, not starting at 0.
+            let head = Array(#"{"id":7,"op":"apply","changes":"#.utf8)
+            let line = head + Array(sent.utf8) + Array("}".utf8)
+            let changesText = line[head.count..<(head.count + sent.utf8.count)]
+            #expect(changesText.first == UInt8(ascii: "[") && changesText.last == UInt8(ascii: "]"))
+            try store.append(version: 1, changes: changes, text: ChangesJSON(changesText))
             // Text that spans lines cannot be a journal line: the changes are encoded instead.
             try store.append(version: 2, changes: [.deleteSession(seid: 1)],
                              text: ChangesJSON(Array("[\n{\"op\":\"delete_session\",\"seid\":1}]".utf8)))
