@@ -118,9 +118,6 @@ final class PolicyJSONReader {
         }
     }
 
-    /// An object node. Read with the keys its reader knows, its members are matched against them
-    /// once, so a field costs a scan of that short list of literals, not of the members: scanning
-    /// the members for each field and again for unknown keys was a fifth of reading a session.
     /// The keys a reader knows, in memory that is never freed (every list is a `static let`),
     /// so that an `Object` refers to them by a plain pointer: an `Object` holding the array
     /// retained and released it around every field lookup (~10 % of reading a session).
@@ -139,6 +136,9 @@ final class PolicyJSONReader {
         func adding(_ more: StaticString...) -> KeyList { KeyList(Array(keys) + more) }
     }
 
+    /// An object node. Read with the keys its reader knows, its members are matched against them
+    /// once, so a field costs a scan of that short list of literals, not of the members: scanning
+    /// the members for each field and again for unknown keys was a fifth of reading a session.
     struct Object {
         let node: Int
         /// The known keys, when the members were matched (at most `matchedCapacity` of them).
@@ -239,7 +239,7 @@ final class PolicyJSONReader {
     }
 
     // Fields of the plain types, without a reader argument: a method passed as one
-    // (`field(&o, "id")`) is a closure holding the reader, retained and released around
+    // (`field(&o, "id", integer)`) is a closure holding the reader, retained and released around
     // every field (~8 % of reading a session). A closure literal holds nothing.
 
     /// A required integer field.
@@ -384,7 +384,7 @@ final class PolicyJSONReader {
 
     func engine(_ node: Int) throws(Failure) -> Engine {
         var o = try object(node, known: Self.engineKeys)
-        let id = try field(&o, "id")
+        let id: String = try field(&o, "id")
         let instances = try field(&o, "instances") { (value) throws(Failure) in try list(value, engineInstance) }
         let fallback: EngineFallback = try optionalField(&o, "fallback") ?? .core
         return Engine(id: id, instances: instances, fallback: fallback, probe: try optionalField(&o, "probe", engineProbe))
@@ -410,7 +410,7 @@ final class PolicyJSONReader {
         var o = try object(node, known: Self.engineProbeKeys)
         let kind: EngineProbe.Kind = try field(&o, "kind")
         let port: UInt16 = try field(&o, "port")
-        let path = try optionalField(&o, "path")
+        let path: String? = try optionalField(&o, "path")
         return EngineProbe(kind: kind, port: port, path: path, intervalMs: try field(&o, "interval_ms"),
                            timeoutMs: try optionalField(&o, "timeout_ms"),
                            failuresBeforeDown: try optionalField(&o, "failures_before_down"))
@@ -427,13 +427,13 @@ final class PolicyJSONReader {
     }
 
     static let sessionKeys: KeyList = ["seid", "ue_ipv4", "ue_ipv6", "n3", "gnb", "default_qfi", "rules", "actions", "qos",
-                                              "counters"]
+                                       "counters"]
 
     func session(_ node: Int) throws(Failure) -> Session {
         var o = try object(node, known: Self.sessionKeys)
         let seid: UInt64 = try field(&o, "seid")
-        let ueIPv4 = try optionalField(&o, "ue_ipv4")
-        let ueIPv6 = try optionalField(&o, "ue_ipv6")
+        let ueIPv4: String? = try optionalField(&o, "ue_ipv4")
+        let ueIPv6: String? = try optionalField(&o, "ue_ipv6")
         let n3 = try field(&o, "n3", fteid)
         let gnb = try optionalField(&o, "gnb", fteid)
         let defaultQFI: UInt8 = try optionalField(&o, "default_qfi") ?? 9
@@ -459,7 +459,7 @@ final class PolicyJSONReader {
         let source: SourceInterface = try field(&o, "source")
         let match = try optionalField(&o, "match", filter)
         let qfi: UInt8? = try optionalField(&o, "qfi")
-        let application = try optionalField(&o, "application")
+        let application: String? = try optionalField(&o, "application")
         let action: UInt32 = try field(&o, "action")
         let qos: UInt32? = try optionalField(&o, "qos")
         return Rule(id: id, precedence: precedence, source: source, match: match, qfi: qfi, application: application,
@@ -467,7 +467,7 @@ final class PolicyJSONReader {
     }
 
     static let filterKeys: KeyList = ["source_prefixes", "destination_prefixes", "protocol", "source_ports",
-                                             "destination_ports", "tos"]
+                                      "destination_ports", "tos"]
 
     func filter(_ node: Int) throws(Failure) -> SDFFilter {
         var o = try object(node, known: Self.filterKeys)
@@ -578,7 +578,7 @@ final class PolicyJSONReader {
 
     func change(_ node: Int) throws(Failure) -> PolicyChange {
         var o = try object(node)
-        let op = try field(&o, "op")
+        let op: String = try field(&o, "op")
         let argument: StaticString
         switch op {
         case "put_session": argument = "session"
