@@ -19,17 +19,14 @@ import UPFPolicy
 public struct ChangesJSON: Sendable, Equatable {
     /// The text, where it is: for an `apply`, a slice of the request line (a batch of 1000
     /// sessions is ~650 KB, copied twice per batch before, into freshly mapped pages).
-    public var text: ArraySlice<UInt8>
-
-    /// The text as an array of its own.
-    public var bytes: [UInt8] { Array(text) }
+    public var utf8: ArraySlice<UInt8>
 
     public init(_ bytes: [UInt8]) {
-        text = bytes[...]
+        utf8 = bytes[...]
     }
 
-    public init(_ text: ArraySlice<UInt8>) {
-        self.text = text
+    public init(_ utf8: ArraySlice<UInt8>) {
+        self.utf8 = utf8
     }
 
     /// `[{"op":"<op>","<argument>":<value>}]` around the text of one change's argument.
@@ -42,7 +39,7 @@ public struct ChangesJSON: Sendable, Equatable {
         bytes += #"":"#.utf8
         bytes += value
         bytes += "}]".utf8
-        text = bytes[...]
+        utf8 = bytes[...]
     }
 }
 

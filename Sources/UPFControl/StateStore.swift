@@ -200,8 +200,8 @@ public final class StateStore {
         // leaves a torn last line, which `load` drops as it drops any torn write.
         let head = Array(#"{"version":\#(version),"changes":"#.utf8)
         let body: ArraySlice<UInt8>
-        if let text, !text.text.withUnsafeBufferPointer({ $0.count > 0 && memchr($0.baseAddress!, 0x0A, $0.count) != nil }) {
-            body = text.text
+        if let text, !text.utf8.withUnsafeBufferPointer({ $0.count > 0 && memchr($0.baseAddress!, 0x0A, $0.count) != nil }) {
+            body = text.utf8
         } else {
             var writer = PolicyJSONWriter()
             writer.changes(changes)

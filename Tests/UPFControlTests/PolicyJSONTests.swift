@@ -222,7 +222,7 @@ import UPFPolicy
         #expect(decoded == [.deleteSession(seid: 7), .deleteEngine(id: "llm")])
         #expect(text == ChangesJSON(Array(changes.utf8)))
         // The text decodes back to the same changes.
-        #expect(try JSONDocument(text!.bytes).policyChanges() == decoded)
+        #expect(try JSONDocument(Array(text!.utf8)).policyChanges() == decoded)
     }
 
     @Test func aSinglePutIsWrappedAsItsChange() throws {
@@ -232,14 +232,14 @@ import UPFPolicy
             return
         }
         #expect(!endMarker)
-        #expect(String(decoding: text!.bytes, as: UTF8.self) == #"[{"op":"put_session","session":\#(session)}]"#)
-        #expect(try JSONDocument(text!.bytes).policyChanges() == [.putSession(decoded)])
+        #expect(String(decoding: Array(text!.utf8), as: UTF8.self) == #"[{"op":"put_session","session":\#(session)}]"#)
+        #expect(try JSONDocument(Array(text!.utf8)).policyChanges() == [.putSession(decoded)])
         let engine = #"{"id":"llm","instances":[{"port":"0","address":"10.0.0.2"}]}"#
         guard case .enginePut(_, let engineText) = try request(#"{"op":"engine.put","engine":\#(engine)}"#) else {
             Issue.record("not an engine.put")
             return
         }
-        #expect(String(decoding: engineText!.bytes, as: UTF8.self) == #"[{"op":"put_engine","engine":\#(engine)}]"#)
+        #expect(String(decoding: Array(engineText!.utf8), as: UTF8.self) == #"[{"op":"put_engine","engine":\#(engine)}]"#)
     }
 
     @Test func aDocumentIndexesValuesWithTheirText() throws {
