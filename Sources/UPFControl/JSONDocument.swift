@@ -306,7 +306,7 @@ extension JSONDocument {
 
 /// The parser's nodes while it runs, in a growable buffer of its own: `Array.append` (a call to
 /// check uniqueness, a capacity check, checked conversions) was ~55 instructions a node, a
-/// third of the tokenizer. Offsets fit in Int32 (checked by `JSONDocument.init`) and there are
+/// fifth of the tokenizer. Offsets fit in Int32 (checked by `JSONDocument.init`) and there are
 /// at most as many nodes as bytes (each starts at a byte of its own).
 private struct NodeBuffer {
     typealias Node = JSONDocument.Node
