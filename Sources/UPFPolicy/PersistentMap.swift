@@ -36,16 +36,19 @@ struct PersistentMap<Key: Hashable, Value>: Sequence {
         case collision(hash: UInt64, entries: [(key: Key, value: Value)])
     }
 
-    /// Integer and address keys (SEIDs, TEIDs, UE addresses: every session update hashes several)
-    /// by a fixed 64-bit mixer (murmur3's finaliser, a bijection: two integer keys never share a
-    /// hash, so they never meet in a collision node, and a path is at most 13 levels deep
-    /// whatever the keys); other keys by `hashValue` (seeded SipHash, ~100 instructions a key).
+    /// Integer, address and prefix keys (SEIDs, TEIDs, UE addresses and prefixes: every session
+    /// update hashes several) by a fixed 64-bit mixer (murmur3's finaliser, a bijection: two
+    /// integer keys never share a hash, so they never meet in a collision node, and a path is at
+    /// most 13 levels deep whatever the keys); other keys by `hashValue` (seeded SipHash, ~100
+    /// instructions a key, and a different trie shape in every process). The fixed hash also
+    /// makes a table's shape, and so what one update copies, the same in every run.
     /// After specialisation the casts fold away.
     @inline(__always)
     private static func hash(_ key: Key) -> UInt64 {
         if let k = key as? UInt64 { return mix(k) }
         if let k = key as? UInt32 { return mix(UInt64(k)) }
         if let k = key as? IPAddress { return mix(k.low ^ mix(k.high)) }
+        if let k = key as? IPPrefix { return mix(k.address.low ^ mix(k.address.high ^ UInt64(k.length))) }
         return UInt64(bitPattern: Int64(key.hashValue))
     }
 

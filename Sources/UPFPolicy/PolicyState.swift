@@ -461,14 +461,20 @@ public struct PolicyState: Sendable {
             throw Check.fail(PolicyError.Code.danglingReference, "\(Check.element(path(), "rules", rule)).application",
                              "session \(session.seid) names application '\(id)', which does not exist")
         }
-        if let old {
-            unindex(session.seid, old.keys)
-        } else if sessionTable.count >= limits.maxSessions {
-            throw Check.fail(PolicyError.Code.tableFull, path(),
-                             "sessions table full: \(sessionTable.count) of \(limits.maxSessions)")
+        if let old, old.keys == keys {
+            // Same TEID, UE addresses, engines and applications (a QoS or rule change, say): the
+            // indexes already say all of it. Taking the keys out and back would be ~10 table
+            // writes, and could copy or split trie nodes, for nothing.
+        } else {
+            if let old {
+                unindex(session.seid, old.keys)
+            } else if sessionTable.count >= limits.maxSessions {
+                throw Check.fail(PolicyError.Code.tableFull, path(),
+                                 "sessions table full: \(sessionTable.count) of \(limits.maxSessions)")
+            }
+            try checkCollisions(session, keys, path())
+            index(session.seid, keys)
         }
-        try checkCollisions(session, keys, path())
-        index(session.seid, keys)
         write(.session(session.seid, Self.set(&sessionTable, session.seid, Stored(session: session, keys: keys))))
         return (true, old?.session)
     }
