@@ -119,6 +119,8 @@ public final class ControlCore: ControlRequestHandling, @unchecked Sendable {
     public let loop: any EventLoop
     let configuration: ControlCoreConfiguration
     let bus: EventBus
+    /// Clients subscribed to `events` now.
+    public var eventSubscriberCount: Int { bus.subscriberCount }
     let metrics: ControlMetrics
     let logger: Logger
     private let startedAt = ContinuousClock.now

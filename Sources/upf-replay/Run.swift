@@ -64,6 +64,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Serve the control socket at this path during the replay.", valueName: "path"))
     var socket: String?
 
+    @Option(help: ArgumentHelp("With --socket: hold the first packet until this many clients subscribe to `events` (`upfctl events`), so that they see every event of the replay; exit 1 if they have not after 60 s.", valueName: "count"))
+    var waitForSubscribers: Int = 0
+
     @Option(help: ArgumentHelp("Expectations (YAML or JSON) the outputs and counters must meet.", valueName: "file"))
     var expect: String?
 
@@ -81,6 +84,8 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         guard linger >= 0, linger.isFinite else { throw ValidationError("--linger must be 0 or more seconds") }
+        guard waitForSubscribers >= 0 else { throw ValidationError("--wait-for-subscribers must be 0 or more") }
+        guard waitForSubscribers == 0 || socket != nil else { throw ValidationError("--wait-for-subscribers needs --socket") }
         guard preload || !outputDir.isEmpty else { throw ValidationError("--output-dir is needed (unless --preload)") }
         guard !(preload && expect != nil) else { throw ValidationError("--expect needs output captures: not with --preload") }
         guard duration > 0, loops >= 0, rateBps >= 0, warmup >= 0, inFlight >= 0 else {
@@ -171,6 +176,7 @@ struct Run: ParsableCommand {
             health.start()
             if socket != nil { try service.server.start() }
             try service.metricsServer?.start()
+            try waitForSubscribers(waitForSubscribers, of: service.core)
             if preload {
                 var options = LineRateOptions()
                 let meanBits = Double(input.bytes.count * 8) / Double(max(1, input.frames.count))
@@ -220,6 +226,18 @@ struct Run: ParsableCommand {
             printToStandardError("upf-replay: \(mismatches.count) expectation(s) not met:")
             mismatches.forEach { printToStandardError("  " + $0) }
             throw ExitCode(2)
+        }
+    }
+
+    /// Returns once `count` clients subscribe to `events`; throws after 60 s without them.
+    private func waitForSubscribers(_ count: Int, of core: ControlCore) throws {
+        guard count > 0 else { return }
+        let deadline = ContinuousClock.now + .seconds(60)
+        while core.eventSubscriberCount < count {
+            guard ContinuousClock.now < deadline else {
+                throw fail("\(core.eventSubscriberCount) of \(count) event subscribers after 60 s (--wait-for-subscribers)")
+            }
+            usleep(2_000)
         }
     }
 

@@ -453,6 +453,17 @@ struct FastPathTests {
         #expect(result.stderr.contains("n3, core, engines"), "stderr: \(result.stderr)")
     }
 
+    @Test("--wait-for-subscribers: needs --socket (exit 64 naming it)", .enabled(if: toolsPresent, toolsMessage))
+    func waitForSubscribersNeedsTheSocket() throws {
+        let c = try FastPathCase("n6")
+        defer { c.remove() }
+        let result = try runProcess(Paths.executable("upf-replay"),
+                                    ["run", "--config", c.path("config.yaml"), "--input", "n3=\(c.path("in-n3.pcap"))",
+                                     "--output-dir", c.outputDirectory.path, "--wait-for-subscribers", "1"], timeout: 60)
+        #expect(result.status == 64, "stderr: \(result.stderr)")
+        #expect(result.stderr.contains("--wait-for-subscribers needs --socket"), "stderr: \(result.stderr)")
+    }
+
     @Test("9: upfd on net_null ports starts in under 2 s (health says the data path runs) and exits 0 on SIGTERM")
     func upfdStartsAndStops() throws {
         let directory = URL(fileURLWithPath: "/tmp/upfd-fp-\(UUID().uuidString.prefix(8))")

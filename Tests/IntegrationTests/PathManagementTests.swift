@@ -27,10 +27,14 @@ import Testing
         let socketDirectory = "/tmp/pm-\(UUID().uuidString.prefix(8))"
         defer { try? FileManager.default.removeItem(atPath: socketDirectory) }
         let socket = socketDirectory + "/control.sock"
-        // 10,000 packets per second: the flood lasts about a second of real time.
+        // 10,000 packets per second: the flood lasts about a second of real time. The replay
+        // holds its first packet until `upfctl events` below has subscribed: the gNB's Error
+        // Indication is the capture's last frame, and under load a subscriber started after the
+        // socket appeared could miss it.
         let pps = 10_000.0
         let replay = try BackgroundProcess(Paths.executable("upf-replay"),
-                                           c.replayArguments(expect: false) + ["--rate", "\(Int(pps))", "--socket", socket])
+                                           c.replayArguments(expect: false)
+                                               + ["--rate", "\(Int(pps))", "--socket", socket, "--wait-for-subscribers", "1"])
         defer { replay.kill() }
         var events: BackgroundProcess?
         let deadline = Date().addingTimeInterval(20)
