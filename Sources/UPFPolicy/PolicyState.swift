@@ -461,11 +461,10 @@ public struct PolicyState: Sendable {
             throw Check.fail(PolicyError.Code.danglingReference, "\(Check.element(path(), "rules", rule)).application",
                              "session \(session.seid) names application '\(id)', which does not exist")
         }
-        if let old, old.keys == keys {
-            // Same TEID, UE addresses, engines and applications (a QoS or rule change, say): the
-            // indexes already say all of it. Taking the keys out and back would be ~10 table
-            // writes, and could copy or split trie nodes, for nothing.
-        } else {
+        // A put that keeps the TEID, UE addresses, engines and applications (a QoS or rule
+        // change, say) leaves the indexes as they are: taking the keys out and back would be ~10
+        // table writes, and could copy or split trie nodes, for nothing.
+        if old?.keys != keys {
             if let old {
                 unindex(session.seid, old.keys)
             } else if sessionTable.count >= limits.maxSessions {
