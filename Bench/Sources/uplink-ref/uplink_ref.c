@@ -13,6 +13,12 @@
 //
 //   uplink-ref --pcap N3.pcap --sessions N [--duration S --warmup S | --loops N] [--mbufs K] [--idle-sleep]
 // prints one JSON object (fed, mpps, latency_us p50/p99/p99_9/max, steered, dropped).
+//
+//   uplink-ref --device N3_VDEV --sessions N [--duration S --warmup S] [--mbufs K]
+// the same worker on a device that does a NIC's per-packet work itself (tools/bench part h:
+// N3_VDEV is e.g. `net_pcap0,rx_pcap=n3.pcap,infinite_rx=1`, which allocates and fills an mbuf for
+// every packet it receives); core and engines are `net_null` ports that free what they are sent.
+// No feeder: the main lcore only reads the worker's count. Prints mpps, steered, dropped.
 
 #include <rte_config.h>
 #include <rte_cycles.h>
@@ -203,10 +209,56 @@ static double pct(double p)
     return lat_max / 1000.0;
 }
 
+/* Sets up port `id` with one RX and one TX queue of 1024 descriptors; 0 on success. */
+static int start_port(uint16_t id, struct rte_mempool *pool)
+{
+    struct rte_eth_conf conf;
+    memset(&conf, 0, sizeof conf);
+    if (rte_eth_dev_configure(id, 1, 1, &conf) < 0 || rte_eth_rx_queue_setup(id, 0, 1024, 0, NULL, pool) < 0 ||
+        rte_eth_tx_queue_setup(id, 0, 1024, 0, NULL) < 0 || rte_eth_dev_start(id) < 0)
+        return -1;
+    return 0;
+}
+
+/* --device mode: the worker on `device` (n3) and two net_null ports; Mpps over `duration` after `warmup`. */
+static int run_device(const char *device, uint32_t nsessions, uint32_t nmbufs, double duration, double warmup)
+{
+    char n3arg[1024];
+    snprintf(n3arg, sizeof n3arg, "--vdev=%s", device);
+    char *eal[] = {"uplink-ref", "-l", "0,1", "--no-pci", "--no-huge", "-m", "512", "--no-shconf", "--log-level", "warning",
+                   n3arg, "--vdev=net_null_uref1,no-rx=1", "--vdev=net_null_uref2,no-rx=1"};
+    if (rte_eal_init(13, eal) < 0) { fprintf(stderr, "uplink-ref: EAL\n"); return 1; }
+    if (rte_eth_dev_count_avail() != NPORTS) { fprintf(stderr, "uplink-ref: expected 3 ports, have %u\n", rte_eth_dev_count_avail()); return 1; }
+    build(nsessions);
+    struct rte_mempool *pool = rte_pktmbuf_pool_create("uref", nmbufs, 256, 0, RTE_MBUF_DEFAULT_BUF_SIZE, rte_socket_id());
+    if (!pool) { fprintf(stderr, "uplink-ref: pool\n"); return 1; }
+    /* Ports in --vdev order: n3, core, engines. */
+    uint16_t id, k = 0;
+    RTE_ETH_FOREACH_DEV(id) port_id[k++] = id;
+    for (int p = 0; p < NPORTS; p++)
+        if (start_port(port_id[p], pool) < 0) { fprintf(stderr, "uplink-ref: port %d\n", p); return 1; }
+    rte_eal_remote_launch(uref_worker, NULL, 1);
+    uint64_t hz = rte_get_tsc_hz();
+    usleep((useconds_t)(warmup * 1e6));
+    uint64_t t0 = rte_rdtsc(), p0 = atomic_load(&processed);
+    usleep((useconds_t)(duration * 1e6));
+    uint64_t t1 = rte_rdtsc(), p1 = atomic_load(&processed);
+    atomic_store(&stop_flag, 1);
+    rte_eal_wait_lcore(1);
+    double secs = (double)(t1 - t0) / hz;
+    printf("{\"mode\":\"device\",\"processed\":%lu,\"steered\":%lu,\"n9_default\":%lu,\"dropped\":%lu,"
+           "\"measured_seconds\":%.3f,\"mpps\":%.4f}\n",
+           (unsigned long)p1, steered, n9, dropped_count, secs, secs > 0 ? (p1 - p0) / secs / 1e6 : 0);
+    for (int p = 0; p < NPORTS; p++) { rte_eth_dev_stop(port_id[p]); rte_eth_dev_close(port_id[p]); }
+    rte_eal_cleanup();
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    const char *pcap_path = NULL;
+    const char *pcap_path = NULL, *device = NULL;
     uint32_t nsessions = 1000, nmbufs = 4096;
+    int nmbufs_given = 0;
     double duration = 5, warmup = 0;
     long loops = 0;
     for (int i = 1; i < argc; i++) {
@@ -215,11 +267,13 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--duration") && i + 1 < argc) duration = atof(argv[++i]);
         else if (!strcmp(argv[i], "--warmup") && i + 1 < argc) warmup = atof(argv[++i]);
         else if (!strcmp(argv[i], "--loops") && i + 1 < argc) loops = atol(argv[++i]);
-        else if (!strcmp(argv[i], "--mbufs") && i + 1 < argc) nmbufs = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--mbufs") && i + 1 < argc) { nmbufs = atoi(argv[++i]); nmbufs_given = 1; }
+        else if (!strcmp(argv[i], "--device") && i + 1 < argc) device = argv[++i];
         else if (!strcmp(argv[i], "--idle-sleep")) idle_sleep = 1;
         else { fprintf(stderr, "uplink-ref: unknown argument %s\n", argv[i]); return 1; }
     }
-    if (!pcap_path) { fprintf(stderr, "uplink-ref: --pcap needed\n"); return 1; }
+    if (device) return run_device(device, nsessions, nmbufs_given ? nmbufs : 16384, duration, warmup);
+    if (!pcap_path) { fprintf(stderr, "uplink-ref: --pcap or --device needed\n"); return 1; }
 
     /* The capture. */
     char err[PCAP_ERRBUF_SIZE];
