@@ -27,6 +27,39 @@ import UPFPackets
         #expect(d.snapshot(1) == nil && d.view.choose(1, flowHash: 5) == .fallbackCore)
     }
 
+    /// For every set of up instances (all 255 masks of 8), a flow gets the k-th up instance in
+    /// index order with k = ⌊hash32 × up count / 2³²⌋ — the order the writer packs into the
+    /// header — and flows spread over every up instance and no other; taking one instance down
+    /// and up again (`setUp`) gives the same choices back.
+    @Test func choosesTheKthUpInstanceForEveryMask() {
+        let d = EngineDirectory(capacity: 1)
+        let instances = (0..<8).map { EngineDirectory.Instance(port: 2, mac: MACAddress(0x0200_0000_5000 | UInt64($0))) }
+        d.set(0, instances: instances, fallbackDrop: false)
+        for mask in 1..<256 {
+            for i in 0..<8 { d.setUp(0, instance: i, up: mask >> i & 1 != 0) }
+            let upIndices = (0..<8).filter { mask >> $0 & 1 != 0 }
+            var seen = Set<Int>()
+            for h in 0..<256 as Range<UInt64> {
+                let hash = h &* 0x9E37_79B9_7F4A_7C15
+                let k = Int((UInt64(UInt32(truncatingIfNeeded: hash ^ hash >> 32)) &* UInt64(upIndices.count)) >> 32)
+                let want = upIndices[k]
+                guard case .instance(let port, let mac, let index) = d.view.choose(0, flowHash: hash),
+                      index == want, port == 2, mac == MACAddress(0x0200_0000_5000 | UInt64(want))
+                else {
+                    Issue.record("mask \(mask), hash \(hash): \(d.view.choose(0, flowHash: hash)), want instance \(want)")
+                    return
+                }
+                seen.insert(index)
+            }
+            #expect(seen == Set(upIndices), "mask \(mask)")
+        }
+        for i in 0..<8 { d.setUp(0, instance: i, up: false) }
+        #expect(d.view.choose(0, flowHash: 1) == .fallbackCore)
+        d.setUp(0, instance: 5, up: true)
+        #expect(d.view.choose(0, flowHash: 1) == .instance(port: 2, mac: MACAddress(0x0200_0000_5005), index: 5))
+        #expect(d.snapshot(0)?.instances.map(\.up) == [false, false, false, false, false, true, false, false])
+    }
+
     /// A worker choosing instances while the control thread rewrites the engine never sees a mix
     /// of two versions: every version's instances share one port and carry MACs derived from it.
     @Test func readersNeverSeeATornEntry() {
