@@ -311,12 +311,7 @@ int main(int argc, char **argv)
         int id = rte_eth_from_rings(names[p], &rx_ring[p], 1, &tx_ring[p], 1, 0);
         if (id < 0) { fprintf(stderr, "uplink-ref: port\n"); return 1; }
         port_id[p] = id;
-        struct rte_eth_conf conf;
-        memset(&conf, 0, sizeof conf);
-        rte_eth_dev_configure(id, 1, 1, &conf);
-        rte_eth_rx_queue_setup(id, 0, 1024, 0, NULL, pool);
-        rte_eth_tx_queue_setup(id, 0, 1024, 0, NULL);
-        rte_eth_dev_start(id);
+        if (start_port(id, pool) < 0) { fprintf(stderr, "uplink-ref: port %d\n", p); return 1; }
     }
 
     /* Preload. */

@@ -173,9 +173,8 @@ public struct EngineView: @unchecked Sendable {
         guard index >= 0 && index < capacity else { return .fallbackCore }
         return read(index) { header, base in
             guard header & EngineView.present != 0 else { return .fallbackCore }
-            let up = UInt32(truncatingIfNeeded: header >> 16) & 0xFF
-            guard up != 0 else { return header & EngineView.fallbackDropBit != 0 ? .fallbackDrop : .fallbackCore }
-            let n = header >> 24 & 0xF
+            let n = header >> 24 & 0xF       // instances up
+            guard n != 0 else { return header & EngineView.fallbackDropBit != 0 ? .fallbackDrop : .fallbackCore }
             let k = (UInt64(UInt32(truncatingIfNeeded: flowHash ^ flowHash >> 32)) &* n) >> 32
             let i = Int(truncatingIfNeeded: header &>> (32 &+ 3 &* k)) & 7
             let word = base[2 &+ i].load(ordering: .relaxed)
